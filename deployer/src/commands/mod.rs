@@ -1,0 +1,9 @@
+//! One module per subcommand, each with its own `Args` and `run`.
+
+pub mod completions;
+pub mod deploy;
+pub mod logs;
+pub mod releases;
+pub mod rollback;
+pub mod status;
+pub mod teardown;

@@ -1,0 +1,282 @@
+//! `wsctl.yaml`: optional per-environment settings. Without a file every environment gets the
+//! seed deployment's values (main stack `agenticai-stack`, us-east-1, 512 CPU / 1024 MiB,
+//! 1..4 tasks), so a first deploy needs no file.
+//!
+//! ```yaml
+//! build:                      # how the image is made (all optional)
+//!   context: .
+//!   dockerfile: Dockerfile
+//!   pre_build: scripts/stage-image
+//! environments:
+//!   prod:
+//!     region: eu-west-1
+//!     cpu: 1024
+//!     memory: 2048
+//!     desired_count: 2
+//!     max_tasks: 8
+//!     certificate_arn: arn:aws:acm:eu-west-1:123456789012:certificate/abc
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use crate::exit::{Exit, fail};
+
+/// The whole settings file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub build: Build,
+    #[serde(default)]
+    pub environments: BTreeMap<String, EnvFile>,
+}
+
+/// How the image is built.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Build {
+    /// Build context directory, relative to the settings file's directory.
+    pub context: PathBuf,
+    /// Dockerfile, relative to the context.
+    pub dockerfile: String,
+    /// Command run (through `sh -c`, in the context) before the image build, e.g. the
+    /// compile of the server; empty for none.
+    pub pre_build: String,
+}
+
+impl Default for Build {
+    fn default() -> Self {
+        Self {
+            context: PathBuf::from("."),
+            dockerfile: "Dockerfile".into(),
+            pre_build: "scripts/stage-image".into(),
+        }
+    }
+}
+
+/// One environment's section; every field optional.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvFile {
+    pub region: Option<String>,
+    pub main_stack: Option<String>,
+    pub stack_name: Option<String>,
+    pub cpu: Option<u32>,
+    pub memory: Option<u32>,
+    pub desired_count: Option<u32>,
+    pub min_tasks: Option<u32>,
+    pub max_tasks: Option<u32>,
+    pub vpc_id: Option<String>,
+    pub subnet_ids: Option<Vec<String>>,
+    pub certificate_arn: Option<String>,
+    pub fargate_spot: Option<bool>,
+    /// How long deploy, rollback and `status --wait` wait for the rollout, in seconds.
+    pub timeout_seconds: Option<u64>,
+}
+
+/// Everything a command needs to know about one environment, defaults applied.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub name: String,
+    pub region: Option<String>,
+    pub main_stack: String,
+    pub stack_name: String,
+    pub cluster: String,
+    pub service: String,
+    pub repository: String,
+    pub log_group: String,
+    pub cpu: u32,
+    pub memory: u32,
+    pub desired_count: u32,
+    pub min_tasks: u32,
+    pub max_tasks: u32,
+    pub vpc_id: Option<String>,
+    pub subnet_ids: Vec<String>,
+    pub certificate_arn: Option<String>,
+    pub fargate_spot: bool,
+    pub timeout: Duration,
+    /// The build settings, with `context` resolved against the settings file's directory.
+    pub build: Build,
+}
+
+/// Reads the settings file if it exists and resolves environment `env`.
+pub fn load(path: &Path, env: &str) -> anyhow::Result<Environment> {
+    let file = match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text).with_context(|| format!("in settings file {}", path.display()))?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => File::default(),
+        Err(err) => {
+            return Err(err).with_context(|| format!("reading settings file {}", path.display()));
+        }
+    };
+    let base = path.parent().unwrap_or(Path::new(""));
+    resolve(file, env, base)
+}
+
+fn parse(text: &str) -> anyhow::Result<File> {
+    serde_yaml::from_str(text).map_err(|err| fail(Exit::Usage, format!("invalid settings: {err}")))
+}
+
+fn resolve(mut file: File, env: &str, base: &Path) -> anyhow::Result<Environment> {
+    validate_env_name(env)?;
+    let section = file.environments.remove(env).unwrap_or_default();
+    let name = env.to_owned();
+    let service = format!("agenticai-websocket-{name}");
+    let mut build = file.build;
+    build.context = base.join(&build.context);
+    let resolved = Environment {
+        region: section.region,
+        main_stack: section.main_stack.unwrap_or_else(|| "agenticai-stack".into()),
+        stack_name: section.stack_name.unwrap_or_else(|| service.clone()),
+        cluster: format!("agenticai-cluster-{name}"),
+        repository: service.clone(),
+        log_group: format!("/ecs/{service}"),
+        service,
+        cpu: section.cpu.unwrap_or(512),
+        memory: section.memory.unwrap_or(1024),
+        desired_count: section.desired_count.unwrap_or(1),
+        min_tasks: section.min_tasks.unwrap_or(1),
+        max_tasks: section.max_tasks.unwrap_or(4),
+        vpc_id: section.vpc_id,
+        subnet_ids: section.subnet_ids.unwrap_or_default(),
+        certificate_arn: section.certificate_arn.filter(|arn| !arn.is_empty()),
+        fargate_spot: section.fargate_spot.unwrap_or(false),
+        timeout: Duration::from_secs(section.timeout_seconds.unwrap_or(900)),
+        build,
+        name,
+    };
+    check_sizes(&resolved)?;
+    Ok(resolved)
+}
+
+fn validate_env_name(env: &str) -> anyhow::Result<()> {
+    let ok = !env.is_empty()
+        && env.len() <= 20
+        && env.starts_with(|c: char| c.is_ascii_lowercase())
+        && env
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        return Ok(());
+    }
+    Err(fail(
+        Exit::Usage,
+        format!(
+            "invalid environment name '{env}': use 1-20 lowercase letters, digits or '-', \
+             starting with a letter (it becomes part of AWS resource names)"
+        ),
+    ))
+}
+
+/// Checks what AWS would reject later, so the operator hears it before anything changes.
+fn check_sizes(env: &Environment) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    // Fargate's valid CPU / memory pairs (MiB).
+    let memory_ok = match env.cpu {
+        256 => [512, 1024, 2048].contains(&env.memory),
+        512 => (1024..=4096).contains(&env.memory) && env.memory % 1024 == 0,
+        1024 => (2048..=8192).contains(&env.memory) && env.memory % 1024 == 0,
+        2048 => (4096..=16384).contains(&env.memory) && env.memory % 1024 == 0,
+        4096 => (8192..=30720).contains(&env.memory) && env.memory % 1024 == 0,
+        _ => {
+            problems.push(format!(
+                "cpu {} is not a Fargate size (256, 512, 1024, 2048, 4096)",
+                env.cpu
+            ));
+            true
+        }
+    };
+    if !memory_ok {
+        problems.push(format!(
+            "memory {} MiB is not valid with cpu {} on Fargate",
+            env.memory, env.cpu
+        ));
+    }
+    if env.min_tasks > env.max_tasks {
+        problems.push(format!(
+            "min_tasks {} is above max_tasks {}",
+            env.min_tasks, env.max_tasks
+        ));
+    }
+    if !(env.min_tasks..=env.max_tasks).contains(&env.desired_count) {
+        problems.push(format!(
+            "desired_count {} is outside min_tasks..max_tasks ({}..{})",
+            env.desired_count, env.min_tasks, env.max_tasks
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(fail(
+        Exit::Usage,
+        format!(
+            "environment '{}' settings: {}",
+            env.name,
+            problems.join("; ")
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit::classify;
+
+    #[test]
+    fn defaults_follow_the_seed_deployment() {
+        let env = resolve(File::default(), "prod", Path::new("")).expect("defaults are valid");
+        assert_eq!(env.main_stack, "agenticai-stack");
+        assert_eq!(env.stack_name, "agenticai-websocket-prod");
+        assert_eq!(env.cluster, "agenticai-cluster-prod");
+        assert_eq!(env.service, "agenticai-websocket-prod");
+        assert_eq!(env.log_group, "/ecs/agenticai-websocket-prod");
+        assert_eq!((env.cpu, env.memory), (512, 1024));
+        assert_eq!((env.min_tasks, env.desired_count, env.max_tasks), (1, 1, 4));
+        assert_eq!(env.region, None);
+    }
+
+    #[test]
+    fn a_section_overrides_only_its_environment() {
+        let file = parse(
+            "environments:\n  prod:\n    region: eu-west-1\n    cpu: 1024\n    memory: 2048\n",
+        )
+        .expect("valid yaml");
+        let prod = resolve(parse_clone(&file), "prod", Path::new("")).expect("valid");
+        assert_eq!(prod.region.as_deref(), Some("eu-west-1"));
+        assert_eq!((prod.cpu, prod.memory), (1024, 2048));
+        let staging = resolve(file, "staging", Path::new("")).expect("valid");
+        assert_eq!((staging.cpu, staging.memory), (512, 1024));
+        assert_eq!(staging.stack_name, "agenticai-websocket-staging");
+    }
+
+    fn parse_clone(file: &File) -> File {
+        File {
+            build: file.build.clone(),
+            environments: file.environments.clone(),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_sizes_are_usage_errors() {
+        let err = parse("environments:\n  prod:\n    cpus: 1\n").expect_err("typo");
+        assert_eq!(classify(&err), Exit::Usage);
+        assert!(err.to_string().contains("cpus"), "{err}");
+
+        let file = parse("environments:\n  prod:\n    cpu: 512\n    memory: 512\n").expect("yaml");
+        let err = resolve(file, "prod", Path::new("")).expect_err("bad pair");
+        assert_eq!(classify(&err), Exit::Usage);
+        assert!(err.to_string().contains("memory 512"), "{err}");
+    }
+
+    #[test]
+    fn environment_names_must_fit_aws_names() {
+        for bad in ["", "Prod", "prod_1", "1prod", "a-very-long-environment-name"] {
+            let err = resolve(File::default(), bad, Path::new("")).expect_err(bad);
+            assert_eq!(classify(&err), Exit::Usage, "{bad}");
+        }
+    }
+}
