@@ -6,8 +6,12 @@
 mod aws;
 mod cli;
 mod commands;
+mod deploy;
 mod exit;
+mod interrupt;
 mod output;
+mod progress;
+mod rollout;
 mod settings;
 
 use clap::Parser;

@@ -1,0 +1,3 @@
+//! `wsctl deploy`, the flow (being written).
+
+pub mod stack;

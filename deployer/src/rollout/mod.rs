@@ -1,0 +1,14 @@
+//! Watching an ECS rollout until it has an honest outcome. Shared by `deploy`, `rollback` and
+//! `status --wait`.
+//!
+//! - [`verdict`]: a pure function from what ECS reports to one verdict (completed, rolled back,
+//!   tasks stopping, timed out, still in progress), so the rules can be tested on recorded
+//!   responses.
+//! - [`wait`]: the polling loop around it that shows service events and target health as they
+//!   arrive, fetches the logs of tasks that stopped, and stops cleanly on Ctrl-C.
+
+pub mod verdict;
+pub mod wait;
+
+pub use verdict::{DeploymentState, Observation, StoppedTask, Verdict, judge};
+pub use wait::{Clients, Report, Target, wait};
