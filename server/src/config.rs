@@ -1,0 +1,326 @@
+//! Configuration from the environment, with the names of the original deployment
+//! (`SQS_QUEUE_URL_*`, `WEBSOCKET_PORT`, ...) plus the limits of this server.
+//!
+//! Every variable is read and checked before anything starts, and all problems are reported
+//! together, so an operator fixes a task definition in one round instead of one per restart.
+//! The variables and their defaults are documented in `docs/protocol.md`.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::protocol::QueueKind;
+
+/// SQS refuses messages over 256 KiB (body plus attributes); keep room for the attributes.
+pub const SQS_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+const ATTRIBUTE_ROOM: usize = 4 * 1024;
+
+/// The whole server configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    /// `AWS_REGION`; `None` leaves the region to the AWS SDK's default chain.
+    pub aws_region: Option<String>,
+    /// `DYNAMODB_TABLE_NAME`: accepted for compatibility with the original task definition;
+    /// this version keeps no state in DynamoDB.
+    pub dynamodb_table: Option<String>,
+    pub queues: QueueUrls,
+    /// `PUBLISH_TOKEN`; `None` turns `POST /publish` off.
+    pub publish_token: Option<String>,
+    pub limits: Limits,
+    pub keepalive: Keepalive,
+    /// `ENVIRONMENT`: the dimension of the metrics (prod, staging, ...).
+    pub environment: String,
+    pub metrics_interval: Duration,
+    /// `WS_SHUTDOWN_TIMEOUT_SECONDS`: the longest a drain may take before the process exits.
+    pub shutdown_timeout: Duration,
+    /// `WS_SQS_TIMEOUT_SECONDS`: bound on one forward, retries included.
+    pub sqs_timeout: Duration,
+}
+
+/// One URL per agent queue; an unset queue is disabled (forwards to it get an error).
+#[derive(Clone, Debug, Default)]
+pub struct QueueUrls {
+    pub pm: Option<String>,
+    pub dev: Option<String>,
+    pub qa: Option<String>,
+    pub ops: Option<String>,
+}
+
+impl QueueUrls {
+    pub fn get(&self, kind: QueueKind) -> Option<&str> {
+        match kind {
+            QueueKind::Pm => self.pm.as_deref(),
+            QueueKind::Dev => self.dev.as_deref(),
+            QueueKind::Qa => self.qa.as_deref(),
+            QueueKind::Ops => self.ops.as_deref(),
+        }
+    }
+}
+
+/// Limits that bound memory and work per connection and per task.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// `WS_MAX_FRAME_BYTES`: largest request frame processed, also the largest publish body.
+    pub max_frame_bytes: usize,
+    /// `WS_MAX_SUBSCRIPTIONS`: projects one connection may subscribe to.
+    pub max_subscriptions: usize,
+    /// `WS_MAX_CONNECTIONS`: open WebSocket connections per task; more are refused with 503.
+    pub max_connections: usize,
+    /// `WS_OUTBOX_MESSAGES`: messages queued for one client before it counts as too slow.
+    pub outbox_messages: usize,
+    /// `WS_MAX_INFLIGHT_FORWARDS`: forwards one connection may have waiting on SQS; while at the
+    /// limit the server stops reading that connection (backpressure, nothing is dropped).
+    pub max_inflight_forwards: usize,
+}
+
+impl Limits {
+    /// Frames above this size are refused by the WebSocket layer itself and close the
+    /// connection (1009); frames between `max_frame_bytes` and this get an error reply.
+    pub fn hard_frame_bytes(&self) -> usize {
+        self.max_frame_bytes.saturating_mul(4)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Keepalive {
+    /// `WS_PING_INTERVAL_SECONDS`: a connection quiet this long gets a ping.
+    pub ping_interval: Duration,
+    /// `WS_PONG_TIMEOUT_SECONDS`: a pinged connection silent this long is closed.
+    pub pong_timeout: Duration,
+}
+
+/// Every problem found in the environment, reported at once.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problem(s)):",
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        write!(f, "see docs/protocol.md, section Configuration")
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup`, so tests can build a configuration without touching
+    /// the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut r = Reader {
+            lookup: &lookup,
+            problems: Vec::new(),
+        };
+
+        let host = r.parsed(
+            "WEBSOCKET_HOST",
+            "0.0.0.0".parse().ok(),
+            "an IP address such as 0.0.0.0",
+        );
+        let port = r.number("WEBSOCKET_PORT", 8080u16, 0, u16::MAX as u64);
+        let aws_region = r.optional("AWS_REGION");
+        let dynamodb_table = r.optional("DYNAMODB_TABLE_NAME");
+        let queues = QueueUrls {
+            pm: r.queue_url("SQS_QUEUE_URL_PM"),
+            dev: r.queue_url("SQS_QUEUE_URL_DEV"),
+            qa: r.queue_url("SQS_QUEUE_URL_QA"),
+            ops: r.queue_url("SQS_QUEUE_URL_OPS"),
+        };
+        let publish_token = r.optional("PUBLISH_TOKEN");
+        if let Some(t) = &publish_token
+            && t.len() < 16
+        {
+            r.problems.push(format!(
+                "PUBLISH_TOKEN is {} characters long; use at least 16 random characters, or unset it to turn POST /publish off",
+                t.len()
+            ));
+        }
+        let max_frame_limit = SQS_MAX_MESSAGE_BYTES - ATTRIBUTE_ROOM;
+        let limits = Limits {
+            max_frame_bytes: r.number("WS_MAX_FRAME_BYTES", 64 * 1024, 256, max_frame_limit as u64),
+            max_subscriptions: r.number("WS_MAX_SUBSCRIPTIONS", 100, 1, 100_000),
+            max_connections: r.number("WS_MAX_CONNECTIONS", 20_000, 1, 10_000_000),
+            outbox_messages: r.number("WS_OUTBOX_MESSAGES", 256, 1, 1_000_000),
+            max_inflight_forwards: r.number("WS_MAX_INFLIGHT_FORWARDS", 8, 1, 1_000),
+        };
+        let keepalive = Keepalive {
+            ping_interval: Duration::from_secs(r.number("WS_PING_INTERVAL_SECONDS", 20, 1, 3600)),
+            pong_timeout: Duration::from_secs(r.number("WS_PONG_TIMEOUT_SECONDS", 20, 1, 3600)),
+        };
+        let environment = r
+            .optional("ENVIRONMENT")
+            .unwrap_or_else(|| "local".to_owned());
+        let metrics_interval =
+            Duration::from_secs(r.number("WS_METRICS_INTERVAL_SECONDS", 60, 1, 3600));
+        let shutdown_timeout =
+            Duration::from_secs(r.number("WS_SHUTDOWN_TIMEOUT_SECONDS", 20, 1, 600));
+        let sqs_timeout = Duration::from_secs(r.number("WS_SQS_TIMEOUT_SECONDS", 10, 1, 300));
+
+        if r.problems.is_empty() {
+            Ok(Config {
+                host: host.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                port,
+                aws_region,
+                dynamodb_table,
+                queues,
+                publish_token,
+                limits,
+                keepalive,
+                environment,
+                metrics_interval,
+                shutdown_timeout,
+                sqs_timeout,
+            })
+        } else {
+            Err(ConfigError {
+                problems: r.problems,
+            })
+        }
+    }
+}
+
+/// Reads variables and collects what is wrong with them instead of stopping at the first.
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<String>,
+}
+
+impl Reader<'_> {
+    /// The trimmed value, `None` when unset; set-but-blank is a problem (it is always a typo).
+    fn optional(&mut self, name: &str) -> Option<String> {
+        let value = (self.lookup)(name)?;
+        let trimmed = value.trim();
+        if trimmed.is_empty() {
+            self.problems.push(format!(
+                "{name} is set but empty; give it a value or unset it"
+            ));
+            return None;
+        }
+        Some(trimmed.to_owned())
+    }
+
+    fn parsed<T: std::str::FromStr>(
+        &mut self,
+        name: &str,
+        default: Option<T>,
+        expected: &str,
+    ) -> Option<T> {
+        match self.optional(name) {
+            None => default,
+            Some(v) => match v.parse() {
+                Ok(x) => Some(x),
+                Err(_) => {
+                    self.problems
+                        .push(format!("{name}={v:?} is not valid: expected {expected}"));
+                    None
+                }
+            },
+        }
+    }
+
+    fn number<T>(&mut self, name: &str, default: T, min: u64, max: u64) -> T
+    where
+        T: TryFrom<u64> + Copy,
+    {
+        let Some(v) = self.optional(name) else {
+            return default;
+        };
+        match v.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => T::try_from(n).unwrap_or(default),
+            _ => {
+                self.problems.push(format!(
+                    "{name}={v:?} is not valid: expected a whole number from {min} to {max}"
+                ));
+                default
+            }
+        }
+    }
+
+    fn queue_url(&mut self, name: &str) -> Option<String> {
+        let v = self.optional(name)?;
+        if v.starts_with("https://") || v.starts_with("http://") {
+            Some(v)
+        } else {
+            self.problems.push(format!(
+                "{name}={v:?} is not a queue URL: expected https://sqs.<region>.amazonaws.com/<account>/<queue>"
+            ));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_original_deployment() {
+        let c = config(&[]).expect("empty environment is valid");
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.host.to_string(), "0.0.0.0");
+        assert!(c.publish_token.is_none());
+        assert!(c.queues.get(QueueKind::Dev).is_none());
+        assert!(c.limits.max_frame_bytes < SQS_MAX_MESSAGE_BYTES);
+        assert!(c.keepalive.ping_interval < Duration::from_secs(60));
+        assert!(c.shutdown_timeout < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = config(&[
+            ("WEBSOCKET_PORT", "80800"),
+            ("WEBSOCKET_HOST", "localhost:1"),
+            ("SQS_QUEUE_URL_DEV", "dev-queue"),
+            ("WS_MAX_FRAME_BYTES", "300000"),
+            ("PUBLISH_TOKEN", "short"),
+            ("DYNAMODB_TABLE_NAME", "  "),
+        ])
+        .expect_err("invalid");
+        let text = err.to_string();
+        for name in [
+            "WEBSOCKET_PORT",
+            "WEBSOCKET_HOST",
+            "SQS_QUEUE_URL_DEV",
+            "WS_MAX_FRAME_BYTES",
+            "PUBLISH_TOKEN",
+            "DYNAMODB_TABLE_NAME",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+        assert_eq!(err.problems.len(), 6);
+    }
+
+    #[test]
+    fn queues_are_read_one_by_one() {
+        let c = config(&[("SQS_QUEUE_URL_QA", "http://127.0.0.1:1/123/qa")]).expect("valid");
+        assert_eq!(
+            c.queues.get(QueueKind::Qa),
+            Some("http://127.0.0.1:1/123/qa")
+        );
+        assert_eq!(c.queues.get(QueueKind::Pm), None);
+    }
+}

@@ -1,0 +1,500 @@
+//! The wire protocol: requests a client sends, replies the server sends, and the stable error
+//! codes. This file and `docs/protocol.md` describe the same contract; change them together.
+//!
+//! Requests are parsed field by field from borrowed raw JSON so that every mistake gets its own
+//! code and message, and so that `data` is forwarded to SQS byte for byte, never re-encoded.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// Longest accepted project id, in bytes.
+pub const MAX_PROJECT_ID_BYTES: usize = 256;
+/// Longest accepted `request_id`, in bytes of its JSON text.
+pub const MAX_REQUEST_ID_BYTES: usize = 256;
+
+/// The stable error codes. Clients match on these strings; never rename one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidJson,
+    NotAnObject,
+    MissingField,
+    InvalidField,
+    UnknownAction,
+    UnknownQueue,
+    BinaryNotSupported,
+    FrameTooLarge,
+    TooManySubscriptions,
+    QueueNotConfigured,
+    QueueError,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 11] = [
+        ErrorCode::InvalidJson,
+        ErrorCode::NotAnObject,
+        ErrorCode::MissingField,
+        ErrorCode::InvalidField,
+        ErrorCode::UnknownAction,
+        ErrorCode::UnknownQueue,
+        ErrorCode::BinaryNotSupported,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::TooManySubscriptions,
+        ErrorCode::QueueNotConfigured,
+        ErrorCode::QueueError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::NotAnObject => "not_an_object",
+            ErrorCode::MissingField => "missing_field",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::UnknownAction => "unknown_action",
+            ErrorCode::UnknownQueue => "unknown_queue",
+            ErrorCode::BinaryNotSupported => "binary_not_supported",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::TooManySubscriptions => "too_many_subscriptions",
+            ErrorCode::QueueNotConfigured => "queue_not_configured",
+            ErrorCode::QueueError => "queue_error",
+        }
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// A request the server refuses, with what to tell the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl RequestError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The four agent queues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QueueKind {
+    Pm,
+    Dev,
+    Qa,
+    Ops,
+}
+
+impl QueueKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pm" => Some(QueueKind::Pm),
+            "dev" => Some(QueueKind::Dev),
+            "qa" => Some(QueueKind::Qa),
+            "ops" => Some(QueueKind::Ops),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueKind::Pm => "pm",
+            QueueKind::Dev => "dev",
+            QueueKind::Qa => "qa",
+            QueueKind::Ops => "ops",
+        }
+    }
+}
+
+impl fmt::Display for QueueKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A valid request.
+#[derive(Debug)]
+pub enum Action {
+    Ping,
+    Subscribe {
+        project_id: String,
+    },
+    Unsubscribe {
+        project_id: String,
+    },
+    Forward {
+        queue: QueueKind,
+        project_id: Option<String>,
+        /// The client's `data` object, exactly as sent.
+        data: Box<RawValue>,
+    },
+}
+
+/// A parsed frame: the action or why it was refused, and the `request_id` to echo either way.
+#[derive(Debug)]
+pub struct Parsed {
+    pub request_id: Option<Box<RawValue>>,
+    pub action: Result<Action, RequestError>,
+}
+
+/// Every known field as borrowed raw JSON, so each one is checked with its own message.
+#[derive(serde::Deserialize)]
+struct Fields<'a> {
+    #[serde(borrow)]
+    action: Option<&'a RawValue>,
+    #[serde(borrow)]
+    request_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    project_id: Option<&'a RawValue>,
+    #[serde(borrow, rename = "type")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+}
+
+/// Parses one text frame.
+pub fn parse_request(text: &str) -> Parsed {
+    let fields: Fields<'_> = match serde_json::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            let first = text.trim_start().chars().next();
+            let error = if e.is_data() && first != Some('{') {
+                RequestError::new(
+                    ErrorCode::NotAnObject,
+                    "a request must be a JSON object such as {\"action\":\"ping\"}",
+                )
+            } else if e.is_data() {
+                RequestError::new(ErrorCode::InvalidField, format!("invalid request: {e}"))
+            } else {
+                RequestError::new(
+                    ErrorCode::InvalidJson,
+                    format!("frame is not valid JSON: {e}"),
+                )
+            };
+            return Parsed {
+                request_id: None,
+                action: Err(error),
+            };
+        }
+    };
+    let mut request_id = None;
+    let action = match fields.request_id.map(check_request_id).transpose() {
+        Ok(id) => {
+            request_id = id;
+            parse_action(&fields)
+        }
+        Err(e) => Err(e),
+    };
+    Parsed { request_id, action }
+}
+
+fn check_request_id(raw: &RawValue) -> Result<Box<RawValue>, RequestError> {
+    let text = raw.get();
+    let scalar = text.starts_with('"')
+        || text.starts_with('-')
+        || text.starts_with(|c: char| c.is_ascii_digit());
+    if !scalar || text.len() > MAX_REQUEST_ID_BYTES {
+        return Err(RequestError::new(
+            ErrorCode::InvalidField,
+            format!(
+                "request_id must be a string or a number of at most {MAX_REQUEST_ID_BYTES} bytes"
+            ),
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+fn parse_action(f: &Fields<'_>) -> Result<Action, RequestError> {
+    let action = string_field("action", f.action)?.ok_or_else(|| {
+        RequestError::new(
+            ErrorCode::MissingField,
+            "missing field \"action\" (one of ping, subscribe, unsubscribe, forward)",
+        )
+    })?;
+    match action.as_str() {
+        "ping" => Ok(Action::Ping),
+        "subscribe" => Ok(Action::Subscribe {
+            project_id: required_project_id(f.project_id)?,
+        }),
+        "unsubscribe" => Ok(Action::Unsubscribe {
+            project_id: required_project_id(f.project_id)?,
+        }),
+        "forward" => parse_forward(f),
+        other => Err(RequestError::new(
+            ErrorCode::UnknownAction,
+            format!(
+                "unknown action {other:?}: expected one of ping, subscribe, unsubscribe, forward"
+            ),
+        )),
+    }
+}
+
+fn parse_forward(f: &Fields<'_>) -> Result<Action, RequestError> {
+    let kind = string_field("type", f.kind)?.ok_or_else(|| {
+        RequestError::new(
+            ErrorCode::MissingField,
+            "missing field \"type\" (the queue: pm, dev, qa or ops)",
+        )
+    })?;
+    let queue = QueueKind::parse(&kind).ok_or_else(|| {
+        RequestError::new(
+            ErrorCode::UnknownQueue,
+            format!("unknown queue type {kind:?}: expected pm, dev, qa or ops"),
+        )
+    })?;
+    let data = f.data.ok_or_else(|| {
+        RequestError::new(
+            ErrorCode::MissingField,
+            "missing field \"data\" (a JSON object)",
+        )
+    })?;
+    if !data.get().starts_with('{') {
+        return Err(RequestError::new(
+            ErrorCode::InvalidField,
+            "field \"data\" must be a JSON object",
+        ));
+    }
+    let mut project_id = f
+        .project_id
+        .map(|raw| project_id_value(Some(raw)))
+        .transpose()?;
+    if project_id.is_none() {
+        // The project named inside data also labels the message, when it is a valid id.
+        #[derive(serde::Deserialize)]
+        struct Inner {
+            project_id: Option<String>,
+        }
+        if let Ok(Inner {
+            project_id: Some(p),
+        }) = serde_json::from_str::<Inner>(data.get())
+            && valid_project_id(&p)
+        {
+            project_id = Some(p);
+        }
+    }
+    Ok(Action::Forward {
+        queue,
+        project_id,
+        data: data.to_owned(),
+    })
+}
+
+fn string_field(name: &str, raw: Option<&RawValue>) -> Result<Option<String>, RequestError> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => serde_json::from_str::<String>(raw.get())
+            .map(Some)
+            .map_err(|_| {
+                RequestError::new(
+                    ErrorCode::InvalidField,
+                    format!("field {name:?} must be a string, got {}", kind_of(raw)),
+                )
+            }),
+    }
+}
+
+fn required_project_id(raw: Option<&RawValue>) -> Result<String, RequestError> {
+    if raw.is_none() {
+        return Err(RequestError::new(
+            ErrorCode::MissingField,
+            "missing field \"project_id\" (a non-empty string)",
+        ));
+    }
+    project_id_value(raw)
+}
+
+fn project_id_value(raw: Option<&RawValue>) -> Result<String, RequestError> {
+    let p = string_field("project_id", raw)?.unwrap_or_default();
+    if valid_project_id(&p) {
+        Ok(p)
+    } else {
+        Err(RequestError::new(
+            ErrorCode::InvalidField,
+            format!(
+                "field \"project_id\" must be a non-empty string of at most {MAX_PROJECT_ID_BYTES} bytes without control characters"
+            ),
+        ))
+    }
+}
+
+/// The rule for project ids, also used for `?project_id=` on connect and for `/publish`.
+pub fn valid_project_id(p: &str) -> bool {
+    !p.is_empty() && p.len() <= MAX_PROJECT_ID_BYTES && !p.chars().any(char::is_control)
+}
+
+fn kind_of(raw: &RawValue) -> &'static str {
+    match raw.get().as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+// ---- replies ---------------------------------------------------------------------------------
+
+/// Every frame the server sends, serialized once to text.
+#[derive(Serialize, Debug)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply<'a> {
+    Welcome {
+        connection_id: &'a str,
+        server_version: &'static str,
+        subscriptions: &'a [String],
+        max_frame_bytes: usize,
+        max_subscriptions: usize,
+        ping_interval_seconds: u64,
+    },
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<&'a RawValue>,
+        timestamp: String,
+    },
+    Subscribed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<&'a RawValue>,
+        project_id: &'a str,
+    },
+    Unsubscribed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<&'a RawValue>,
+        project_id: &'a str,
+    },
+    Forwarded {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<&'a RawValue>,
+        queue: QueueKind,
+        message_id: &'a str,
+    },
+    Error {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<&'a RawValue>,
+        code: ErrorCode,
+        message: &'a str,
+    },
+    Update {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        project_id: Option<&'a str>,
+        data: &'a RawValue,
+    },
+}
+
+impl Serialize for QueueKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl Reply<'_> {
+    /// The JSON text of the frame. Serializing these types cannot fail (no maps with non-string
+    /// keys, no failing Serialize impls), so a failure is a bug and is reported as an error frame.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(
+                r#"{{"type":"error","code":"internal","message":"reply encoding failed: {e}"}}"#
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ErrorCode {
+        parse_request(text).action.expect_err(text).code
+    }
+
+    #[test]
+    fn valid_requests() {
+        assert!(matches!(
+            parse_request(r#"{"action":"ping"}"#).action,
+            Ok(Action::Ping)
+        ));
+        let p = parse_request(r#"{"action":"subscribe","project_id":"p1","request_id":7}"#);
+        assert_eq!(p.request_id.as_ref().map(|r| r.get()), Some("7"));
+        assert!(matches!(p.action, Ok(Action::Subscribe { project_id }) if project_id == "p1"));
+        let f = parse_request(
+            r#"{"action":"forward","type":"dev","data":{"project_id":"p9","x":[1, 2]}}"#,
+        );
+        match f.action {
+            Ok(Action::Forward {
+                queue,
+                project_id,
+                data,
+            }) => {
+                assert_eq!(queue, QueueKind::Dev);
+                assert_eq!(project_id.as_deref(), Some("p9"));
+                assert_eq!(data.get(), r#"{"project_id":"p9","x":[1, 2]}"#);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_mistake_has_its_code() {
+        assert_eq!(err("nope"), ErrorCode::InvalidJson);
+        assert_eq!(err(r#"{"action":"ping""#), ErrorCode::InvalidJson);
+        assert_eq!(err("[1]"), ErrorCode::NotAnObject);
+        assert_eq!(err("42"), ErrorCode::NotAnObject);
+        assert_eq!(err("{}"), ErrorCode::MissingField);
+        assert_eq!(err(r#"{"action":5}"#), ErrorCode::InvalidField);
+        assert_eq!(err(r#"{"action":"dance"}"#), ErrorCode::UnknownAction);
+        assert_eq!(err(r#"{"action":"subscribe"}"#), ErrorCode::MissingField);
+        assert_eq!(
+            err(r#"{"action":"subscribe","project_id":""}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            err(r#"{"action":"forward","type":"hr","data":{}}"#),
+            ErrorCode::UnknownQueue
+        );
+        assert_eq!(
+            err(r#"{"action":"forward","type":"dev"}"#),
+            ErrorCode::MissingField
+        );
+        assert_eq!(
+            err(r#"{"action":"forward","type":"dev","data":3}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            err(r#"{"action":"ping","request_id":{}}"#),
+            ErrorCode::InvalidField
+        );
+    }
+
+    #[test]
+    fn request_id_is_echoed_even_on_errors() {
+        let p = parse_request(r#"{"action":"dance","request_id":"abc"}"#);
+        assert_eq!(p.request_id.as_ref().map(|r| r.get()), Some("\"abc\""));
+        let id = p.request_id.as_deref();
+        let text = Reply::Error {
+            request_id: id,
+            code: ErrorCode::UnknownAction,
+            message: "m",
+        }
+        .to_text();
+        assert_eq!(
+            text,
+            r#"{"type":"error","request_id":"abc","code":"unknown_action","message":"m"}"#
+        );
+    }
+
+    #[test]
+    fn codes_are_distinct() {
+        let mut seen: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), ErrorCode::ALL.len());
+    }
+}
