@@ -1,0 +1,151 @@
+//! The WebSocket server of the agent system: clients subscribe to project updates and hand
+//! work to the agents through SQS; agents publish updates back through `POST /publish`.
+//!
+//! Layout, in the order a request meets it: [`config`] (environment), [`app`] (routes),
+//! [`connection`] (one WebSocket), [`protocol`] (the wire contract), [`hub`] and [`outbox`]
+//! (broadcast and per-client backpressure), [`forward`] (SQS), [`publish`], [`health`],
+//! [`shutdown`] (drain), [`metrics`] and [`logging`]. `main.rs` only wires them together.
+
+pub mod config;
+pub mod connection;
+pub mod forward;
+pub mod health;
+pub mod hub;
+pub mod logging;
+pub mod metrics;
+pub mod outbox;
+pub mod protocol;
+pub mod publish;
+pub mod shutdown;
+
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::forward::Forwarder;
+use crate::hub::{Hub, LocalHub};
+use crate::metrics::Metrics;
+use crate::shutdown::Drain;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Everything the handlers share.
+pub struct Shared {
+    pub config: Config,
+    pub hub: Arc<dyn Hub>,
+    pub forwarder: Forwarder,
+    pub metrics: Arc<Metrics>,
+    pub drain: Arc<Drain>,
+    pub started: Instant,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// State with the in-process hub and an SQS client from `sdk`.
+    pub fn new(config: Config, sdk: &aws_config::SdkConfig) -> Self {
+        let forwarder = Forwarder::new(sdk, config.queues.clone(), config.sqs_timeout);
+        Self::with_hub(config, Arc::new(LocalHub::new()), forwarder)
+    }
+
+    pub fn with_hub(config: Config, hub: Arc<dyn Hub>, forwarder: Forwarder) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        Self(Arc::new(Shared {
+            config,
+            hub,
+            forwarder,
+            drain: Arc::new(Drain::new(metrics.clone())),
+            metrics,
+            started: Instant::now(),
+        }))
+    }
+}
+
+/// The routes: `/ws`, `/health`, `/publish`.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.config.limits.max_frame_bytes;
+    Router::new()
+        .route("/ws", get(connection::upgrade))
+        .route("/health", get(health::health))
+        .route(
+            "/publish",
+            post(publish::publish).layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .with_state(state)
+}
+
+/// The AWS SDK configuration: the SDK's default chain (so `AWS_ENDPOINT_URL` and the ECS task
+/// role work), with `AWS_REGION` from the configuration when given.
+pub async fn sdk_config(config: &Config) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &config.aws_region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    loader.load().await
+}
+
+/// Serves on `listener` until `signal` resolves, then drains (see [`shutdown`]) and returns.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        // Replies are small and latency matters more than packet count.
+        let _ = tcp.set_nodelay(true);
+    });
+    let drain_state = state.clone();
+    let drained = async move {
+        signal.await;
+        drain(&drain_state).await;
+    };
+    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(drained);
+    let mut server = std::pin::pin!(server.into_future());
+    // The server returns after the drain once open HTTP requests finish; do not let a stuck
+    // keep-alive client hold the exit beyond the shutdown budget.
+    tokio::select! {
+        r = &mut server => r,
+        () = async {
+            shutdown::draining(&mut state.drain.watch()).await;
+            tokio::time::sleep(state.config.shutdown_timeout + Duration::from_secs(2)).await;
+        } => {
+            tracing::warn!("HTTP connections still open after the drain; exiting anyway");
+            Ok(())
+        }
+    }
+}
+
+/// Turns `/health` to 503, tells every connection to close, and waits for them (bounded).
+pub async fn drain(state: &AppState) {
+    let open = state.metrics.open();
+    tracing::info!(
+        open_connections = open,
+        "draining: closing every connection with 1001"
+    );
+    state.drain.begin();
+    let budget = state.config.shutdown_timeout;
+    match tokio::time::timeout(budget, state.drain.all_closed()).await {
+        Ok(()) => tracing::info!("drain complete"),
+        Err(_) => tracing::warn!(
+            open_connections = state.metrics.open(),
+            budget_seconds = budget.as_secs(),
+            "drain budget spent; exiting with connections still open"
+        ),
+    }
+}

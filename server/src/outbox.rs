@@ -1,0 +1,152 @@
+//! The bounded queue of frames waiting to be written to one client.
+//!
+//! Publishers never wait on a client: they push with [`Outbox::push`], which fails at once when
+//! the queue is full. A full queue marks the client as too slow; its connection then closes it
+//! (1008) and the queue refuses everything after. An empty queue holds no allocation, which keeps
+//! idle connections small.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The client fell behind; this push marked it for closing.
+    Full,
+    /// The connection is closing or closed.
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    Overflowed,
+    Closed,
+}
+
+#[derive(Debug)]
+struct Inner {
+    queue: VecDeque<Utf8Bytes>,
+    state: State,
+}
+
+#[derive(Debug)]
+pub struct Outbox {
+    inner: Mutex<Inner>,
+    capacity: usize,
+    /// Woken when the queue goes from empty to non-empty.
+    ready: Notify,
+    /// Woken when the queue overflows.
+    overflow: Notify,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                queue: VecDeque::new(),
+                state: State::Open,
+            }),
+            capacity,
+            ready: Notify::new(),
+            overflow: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the queue half-updated.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a frame without waiting.
+    pub fn push(&self, frame: Utf8Bytes) -> Result<(), PushError> {
+        let mut inner = self.lock();
+        if inner.state != State::Open {
+            return Err(PushError::Closed);
+        }
+        if inner.queue.len() >= self.capacity {
+            inner.state = State::Overflowed;
+            inner.queue = VecDeque::new();
+            drop(inner);
+            self.overflow.notify_one();
+            return Err(PushError::Full);
+        }
+        inner.queue.push_back(frame);
+        let first = inner.queue.len() == 1;
+        drop(inner);
+        if first {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    pub fn pop(&self) -> Option<Utf8Bytes> {
+        let mut inner = self.lock();
+        let frame = inner.queue.pop_front();
+        if inner.queue.is_empty() && inner.queue.capacity() > 64 {
+            // Give back the memory of a burst.
+            inner.queue = VecDeque::new();
+        }
+        frame
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().queue.is_empty()
+    }
+
+    pub fn overflowed(&self) -> bool {
+        self.lock().state == State::Overflowed
+    }
+
+    /// Refuses further pushes and drops what is queued.
+    pub fn close(&self) {
+        let mut inner = self.lock();
+        if inner.state == State::Open {
+            inner.state = State::Closed;
+        }
+        inner.queue = VecDeque::new();
+    }
+
+    /// Resolves when frames may be waiting (a permit is kept if nobody was waiting).
+    pub async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Resolves when the queue has overflowed.
+    pub async fn overflowed_signal(&self) {
+        self.overflow.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_closes_the_queue_and_frees_it() {
+        let o = Outbox::new(2);
+        assert_eq!(o.push("a".into()), Ok(()));
+        assert_eq!(o.push("b".into()), Ok(()));
+        assert_eq!(o.push("c".into()), Err(PushError::Full));
+        assert!(o.overflowed());
+        assert_eq!(o.pop(), None);
+        assert_eq!(o.push("d".into()), Err(PushError::Closed));
+    }
+
+    #[test]
+    fn frames_come_out_in_order() {
+        let o = Outbox::new(8);
+        for s in ["1", "2", "3"] {
+            o.push(s.into()).expect("room");
+        }
+        let got: Vec<String> = std::iter::from_fn(|| o.pop())
+            .map(|b| b.to_string())
+            .collect();
+        assert_eq!(got, ["1", "2", "3"]);
+        o.close();
+        assert_eq!(o.push("4".into()), Err(PushError::Closed));
+        assert!(!o.overflowed());
+    }
+}

@@ -1,0 +1,103 @@
+//! `POST /publish`: how the backend agents push an update to the clients following a project
+//! (or to every client). The update is serialized once here and shared by every recipient.
+//!
+//! Off unless `PUBLISH_TOKEN` is set: a publish endpoint must never be open by accident.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::ws::Utf8Bytes;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::AppState;
+use crate::metrics::add;
+use crate::protocol::{Reply, valid_project_id};
+
+#[derive(serde::Deserialize)]
+struct Body<'a> {
+    #[serde(default)]
+    project_id: Option<String>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+}
+
+fn problem(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "code": code, "message": message.into() })),
+    )
+        .into_response()
+}
+
+pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(token) = state.config.publish_token.as_deref() else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "publish_disabled",
+            "publishing is off on this server: PUBLISH_TOKEN is not set",
+        );
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
+        let mut r = problem(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send the header Authorization: Bearer <PUBLISH_TOKEN>",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    let parsed: Body<'_> = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("body must be {{\"project_id\":\"X\",\"data\":{{...}}}}: {e}"),
+            );
+        }
+    };
+    if let Some(p) = &parsed.project_id
+        && !valid_project_id(p)
+    {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "project_id must be a non-empty string of at most 256 bytes without control characters",
+        );
+    }
+    let Some(data) = parsed.data.filter(|d| d.get().starts_with('{')) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "field \"data\" is required and must be a JSON object",
+        );
+    };
+    let frame = Utf8Bytes::from(
+        Reply::Update {
+            project_id: parsed.project_id.as_deref(),
+            data,
+        }
+        .to_text(),
+    );
+    let delivery = state.hub.publish(parsed.project_id.as_deref(), frame).await;
+    add(&state.metrics.updates_delivered, delivery.delivered as u64);
+    (StatusCode::ACCEPTED, Json(delivery)).into_response()
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
