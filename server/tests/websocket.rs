@@ -1,0 +1,206 @@
+//! Real WebSocket clients against the real server: welcome, ping, subscriptions through both
+//! routes, and publish fan-out to exactly the subscribers of a project and to everyone.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn welcome_carries_connection_id_and_limits() {
+    let server = start(&[("WS_MAX_FRAME_BYTES", "2048")]).await;
+    let (_a, wa) = connect(&server, "/ws").await;
+    let (_b, wb) = connect(&server, "/ws").await;
+    let id = wa["connection_id"]
+        .as_str()
+        .expect("connection_id is a string");
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    assert_ne!(wa["connection_id"], wb["connection_id"]);
+    assert_eq!(wa["max_frame_bytes"], 2048);
+    assert_eq!(wa["subscriptions"], json!([]));
+    assert!(wa["server_version"].is_string());
+}
+
+#[tokio::test]
+async fn ping_gets_pong_with_request_id() {
+    let server = start(&[]).await;
+    let (mut ws, _) = connect(&server, "/ws").await;
+    let r = request(&mut ws, json!({"action": "ping"})).await;
+    assert_eq!(r["type"], "pong");
+    assert!(r["timestamp"].is_string());
+    assert!(r.get("request_id").is_none());
+    let r = request(&mut ws, json!({"action": "ping", "request_id": 42})).await;
+    assert_eq!(r["request_id"], 42);
+}
+
+#[tokio::test]
+async fn subscribe_through_both_routes_and_unsubscribe() {
+    let server = start(&[]).await;
+    // route 1: on connect
+    let (mut by_query, welcome) = connect(&server, "/ws?project_id=alpha").await;
+    assert_eq!(welcome["subscriptions"], json!(["alpha"]));
+    // route 2: by request
+    let (mut by_action, _) = connect(&server, "/ws").await;
+    let r = request(
+        &mut by_action,
+        json!({"action": "subscribe", "project_id": "alpha", "request_id": "s1"}),
+    )
+    .await;
+    assert_eq!(
+        r,
+        json!({"type": "subscribed", "project_id": "alpha", "request_id": "s1"})
+    );
+
+    let (status, body) = publish(&server, json!({"project_id": "alpha", "data": {"n": 1}})).await;
+    assert_eq!((status, body["delivered"].as_u64()), (202, Some(2)));
+    for ws in [&mut by_query, &mut by_action] {
+        let u = recv(ws).await;
+        assert_eq!(
+            u,
+            json!({"type": "update", "project_id": "alpha", "data": {"n": 1}})
+        );
+    }
+
+    let r = request(
+        &mut by_query,
+        json!({"action": "unsubscribe", "project_id": "alpha"}),
+    )
+    .await;
+    assert_eq!(r, json!({"type": "unsubscribed", "project_id": "alpha"}));
+    let (_, body) = publish(&server, json!({"project_id": "alpha", "data": {"n": 2}})).await;
+    assert_eq!(body["delivered"], 1);
+    assert_eq!(recv(&mut by_action).await["data"]["n"], 2);
+    assert_silent(&mut by_query).await;
+}
+
+#[tokio::test]
+async fn publish_reaches_exactly_the_subscribers_of_a_project() {
+    let server = start(&[]).await;
+    let (mut a1, _) = connect(&server, "/ws?project_id=a").await;
+    let (mut a2, _) = connect(&server, "/ws?project_id=a").await;
+    let (mut b, _) = connect(&server, "/ws?project_id=b").await;
+    let (mut none, _) = connect(&server, "/ws").await;
+
+    let (status, body) = publish(
+        &server,
+        json!({"project_id": "a", "data": {"build": "green"}}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(body["delivered"], 2);
+    for ws in [&mut a1, &mut a2] {
+        assert_eq!(recv(ws).await["data"], json!({"build": "green"}));
+    }
+    assert_silent(&mut b).await;
+    assert_silent(&mut none).await;
+
+    let (_, body) = publish(&server, json!({"project_id": "nobody", "data": {}})).await;
+    assert_eq!(body["delivered"], 0);
+}
+
+#[tokio::test]
+async fn publish_without_project_reaches_everyone() {
+    let server = start(&[]).await;
+    let (mut a, _) = connect(&server, "/ws?project_id=a").await;
+    let (mut b, _) = connect(&server, "/ws").await;
+    let (status, body) = publish(&server, json!({"data": {"notice": "maintenance"}})).await;
+    assert_eq!((status, body["delivered"].as_u64()), (202, Some(2)));
+    for ws in [&mut a, &mut b] {
+        let u = recv(ws).await;
+        assert_eq!(
+            u,
+            json!({"type": "update", "data": {"notice": "maintenance"}})
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_reports_status_version_connections_uptime() {
+    let server = start(&[]).await;
+    let (_ws, _) = connect(&server, "/ws").await;
+    let (status, h) = health(&server).await;
+    assert_eq!(status, 200);
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(h["connections"], 1);
+    assert!(h["uptime_seconds"].is_u64());
+}
+
+#[tokio::test]
+async fn publish_requires_the_token() {
+    let server = start(&[]).await;
+    let client = reqwest::Client::new();
+    let body = json!({"data": {}});
+    let none = client
+        .post(server.url("/publish"))
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(none.status(), 401);
+    let wrong = client
+        .post(server.url("/publish"))
+        .bearer_auth("wrong-token-wrong-token")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(wrong.status(), 401);
+    let body: serde_json::Value = wrong.json().await.expect("json");
+    assert_eq!(body["code"], "unauthorized");
+}
+
+#[tokio::test]
+async fn publish_is_off_without_a_token() {
+    let mut cfg = common::config(&[("WEBSOCKET_HOST", "127.0.0.1")]);
+    cfg.publish_token = None;
+    let state = server::AppState::new(cfg, &sdk_for("http://127.0.0.1:9").await);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(server::serve(listener, state, std::future::pending()));
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/publish"))
+        .bearer_auth("anything-anything-anything")
+        .json(&json!({"data": {}}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn bad_publish_bodies_are_refused_with_400() {
+    let server = start(&[]).await;
+    for body in [
+        json!({"project_id": "a"}),
+        json!({"project_id": 5, "data": {}}),
+        json!({"data": [1]}),
+        json!([]),
+    ] {
+        let (status, reply) = publish(&server, body.clone()).await;
+        assert_eq!(status, 400, "{body} -> {reply}");
+        assert!(reply["message"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_are_refused() {
+    let server = start(&[("WS_MAX_CONNECTIONS", "2")]).await;
+    let (_a, _) = connect(&server, "/ws").await;
+    let (_b, _) = connect(&server, "/ws").await;
+    match tokio_tungstenite::connect_async(server.ws_url("/ws")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("third connection should be refused, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn invalid_project_on_connect_is_refused() {
+    let server = start(&[]).await;
+    match tokio_tungstenite::connect_async(server.ws_url("/ws?project_id=")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 400),
+        other => panic!("expected 400, got {other:?}"),
+    }
+}
