@@ -5,14 +5,21 @@
 
 mod aws;
 mod cli;
+mod clients;
 mod commands;
 mod deploy;
 mod exit;
+mod live_service;
+mod logs;
 mod interrupt;
 mod output;
+mod release;
 mod progress;
 mod rollout;
 mod settings;
+mod status;
+mod table;
+mod when;
 
 use clap::Parser;
 

@@ -1,11 +1,100 @@
-//! `wsctl logs` (being written).
+//! `wsctl logs`: the service's log group in time order, each line prefixed by its task, the
+//! server's JSON lines made readable; `--follow` keeps polling until Ctrl-C, which is the normal
+//! way to stop and exits 0.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use chrono::Utc;
 
 use crate::cli::Global;
-use crate::exit::{Exit, fail};
+use crate::clients;
+use crate::exit::Exit;
+use crate::logs::fetch::{self, Query};
+use crate::logs::follow::Follower;
+use crate::logs::render::{self, Style};
+use crate::logs::{since, streams};
+use crate::output::Format;
 
+/// Print or follow the service's logs.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(after_help = "Examples:
+  $ wsctl logs --env prod --since 30m
+  3f9c0d1e8a2b4c6d  2024-05-01T12:00:00.250Z  INFO   client connected  connection_id=c-17
+  3f9c0d1e8a2b4c6d  2024-05-01T12:00:04.912Z  WARN   queue send failed  queue=ops  error=...
 
-pub async fn run(_global: &Global, _args: Args) -> anyhow::Result<Exit> {
-    Err(fail(Exit::Failure, "wsctl logs is not implemented yet"))
+  $ wsctl logs --env prod --follow --filter ERROR        # until Ctrl-C
+  $ wsctl logs --env prod --task 3f9c0d1e --since 2024-05-01T11:00:00Z
+  $ wsctl logs --env prod --output json | jq -r .fields.message")]
+pub struct Args {
+    /// Keep printing new lines as they arrive, until Ctrl-C.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Start this far back (30s, 30m, 1h, 2d, 1h30m) or at this RFC 3339 time.
+    #[arg(long, default_value = "10m", value_name = "WHEN")]
+    pub since: String,
+    /// Only events matching this CloudWatch Logs filter pattern (e.g. ERROR, "client connected",
+    /// { $.level = "WARN" }).
+    #[arg(long, value_name = "PATTERN")]
+    pub filter: Option<String>,
+    /// Only this task (its id, a prefix of it, or its ARN).
+    #[arg(long, value_name = "ID")]
+    pub task: Option<String>,
+    /// Print messages exactly as logged instead of making JSON lines readable.
+    #[arg(long, conflicts_with = "output")]
+    pub raw: bool,
+    /// Seconds between polls with --follow.
+    #[arg(long, default_value_t = 2, value_name = "SECONDS", hide = true)]
+    pub poll_interval: u64,
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
+    let start = since::parse(&args.since, Utc::now())?;
+    let (env, clients) = clients::for_env(global).await?;
+    let style = match (global.output, args.raw) {
+        (Format::Json, _) => Style::Json,
+        (Format::Text, true) => Style::Raw,
+        (Format::Text, false) => Style::Readable,
+    };
+    let streams = match &args.task {
+        Some(task) => Some(streams::for_task(&clients.logs, &env.log_group, task).await?),
+        None => None,
+    };
+    let query = Query {
+        log_group: env.log_group.clone(),
+        filter: args.filter.clone().filter(|f| !f.trim().is_empty()),
+        streams,
+    };
+    let mut follower = Follower::new(start);
+    let first = fetch::fetch(&clients.logs, &query, follower.next_start()).await?;
+    if !print(&follower.admit(first), style) || !args.follow {
+        return Ok(Exit::Success);
+    }
+    let interval = Duration::from_secs(args.poll_interval.max(1));
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => return Ok(Exit::Success),
+            () = tokio::time::sleep(interval) => {}
+        }
+        let events = tokio::select! {
+            _ = &mut ctrl_c => return Ok(Exit::Success),
+            events = fetch::fetch(&clients.logs, &query, follower.next_start()) => events?,
+        };
+        if !print(&follower.admit(events), style) {
+            return Ok(Exit::Success);
+        }
+    }
+}
+
+/// Prints events to stdout; `false` once stdout is closed (e.g. piped into `head`).
+fn print(events: &[crate::logs::Event], style: Style) -> bool {
+    let mut out = std::io::stdout().lock();
+    for event in events {
+        if writeln!(out, "{}", render::line(event, style)).is_err() {
+            return false;
+        }
+    }
+    out.flush().is_ok()
 }

@@ -1,11 +1,87 @@
-//! `wsctl releases` (being written).
+//! `wsctl releases`: the rollback targets of an environment, newest first: every ACTIVE task
+//! definition revision of the service's family with its image, commit and age, and which one
+//! runs now.
+
+use chrono::Utc;
 
 use crate::cli::Global;
-use crate::exit::{Exit, fail};
+use crate::clients;
+use crate::exit::Exit;
+use crate::live_service;
+use crate::output::{self, Format};
+use crate::release::{self, Presence, Release};
+use crate::table;
+use crate::when;
 
+/// List the releases a rollback can go to.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:
+  $ wsctl releases --env prod
+  Releases of agenticai-websocket-prod (newest first, * = running):
+      REV  IMAGE TAG  DIGEST               COMMIT   REGISTERED
+    *  14  9c1e2f7    sha256:5d41402abc4b  9c1e2f7  2h05m ago
+       13  3f2a9c1    sha256:7d793037a076  3f2a9c1  1d02h ago
+       12  0b8d4e6    -                    0b8d4e6  3d04h ago  image no longer in the repository
+
+  Roll back with `wsctl rollback --env prod [--revision N]`.")]
 pub struct Args {}
 
-pub async fn run(_global: &Global, _args: Args) -> anyhow::Result<Exit> {
-    Err(fail(Exit::Failure, "wsctl releases is not implemented yet"))
+pub async fn run(global: &Global, _args: Args) -> anyhow::Result<Exit> {
+    let (env, clients) = clients::for_env(global).await?;
+    let (_, live) = live_service::find(&clients, &env).await?;
+    let family = live
+        .revision
+        .as_ref()
+        .map_or_else(|| env.service.clone(), |rev| rev.family.clone());
+    let releases = release::list(&clients.ecs, &clients.ecr, &family, live.revision.as_ref()).await?;
+    match global.output {
+        Format::Json => output::print_json(&serde_json::json!({
+            "environment": env.name,
+            "family": family,
+            "running_revision": live.revision.as_ref().map(|rev| rev.number),
+            "releases": releases,
+        }))?,
+        Format::Text => print!("{}", render(&family, &releases)),
+    }
+    Ok(Exit::Success)
+}
+
+fn render(family: &str, releases: &[Release]) -> String {
+    if releases.is_empty() {
+        return format!("No releases of {family}: no ACTIVE task definition revision.\n");
+    }
+    let now = Utc::now();
+    let rows: Vec<Vec<String>> = releases
+        .iter()
+        .map(|r| {
+            vec![
+                if r.running { "*".into() } else { String::new() },
+                r.revision.to_string(),
+                r.image_tag.clone().unwrap_or_else(|| "-".into()),
+                r.image_digest.as_deref().map_or_else(|| "-".into(), short_digest),
+                r.git_commit.clone().unwrap_or_else(|| "-".into()),
+                r.registered_at
+                    .map_or_else(|| "-".into(), |t| format!("{} ago", when::age(&t, &now))),
+                match r.image_in_repository {
+                    Presence::Missing => "image no longer in the repository".into(),
+                    _ => String::new(),
+                },
+            ]
+        })
+        .collect();
+    format!(
+        "Releases of {family} (newest first, * = running):\n{}",
+        table::render(
+            "  ",
+            &["", "REV", "IMAGE TAG", "DIGEST", "COMMIT", "REGISTERED", ""],
+            &rows
+        )
+    )
+}
+
+/// `sha256:` and the first 12 hex digits, enough to tell images apart.
+pub fn short_digest(digest: &str) -> String {
+    let (algo, hex) = digest.split_once(':').unwrap_or(("", digest));
+    let hex: String = hex.chars().take(12).collect();
+    if algo.is_empty() { hex } else { format!("{algo}:{hex}") }
 }
