@@ -1,0 +1,290 @@
+//! What every scenario shares: the server's address and PID, meters on the server process, the
+//! generator's own CPU, and opening many connections at once with progress on stderr.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use tokio::sync::{Mutex, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::net::{self, Sources, Ws};
+use crate::procfs::{self, ClockTicks, CpuMeter, CpuUse};
+use crate::target::Target;
+use crate::wire;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// The server, HOST:PORT on loopback (127.0.0.0/8 or ::1 only)
+    #[arg(long, default_value = "127.0.0.1:8080", env = "LOADGEN_SERVER")]
+    pub server: Target,
+    /// PID of the server process: its memory and CPU are read from /proc/PID
+    #[arg(long, env = "LOADGEN_SERVER_PID")]
+    pub server_pid: Option<u32>,
+}
+
+/// The server under load and how to measure it.
+pub struct Server {
+    pub target: Target,
+    pub pid: Option<u32>,
+    pub clock: ClockTicks,
+}
+
+impl Server {
+    pub fn new(args: &ServerArgs) -> Result<Self> {
+        if let Some(pid) = args.server_pid {
+            // Fail now, not after minutes of load, if the PID is wrong.
+            procfs::rss_bytes(pid)?;
+        }
+        Ok(Server {
+            target: args.server,
+            pid: args.server_pid,
+            clock: ClockTicks::detect(),
+        })
+    }
+
+    pub fn rss(&self) -> Result<Option<u64>> {
+        self.pid.map(procfs::rss_bytes).transpose()
+    }
+
+    /// Meters on the server (if its PID is known) and on this process.
+    pub fn meters(&self) -> Result<Meters> {
+        Ok(Meters {
+            server: self
+                .pid
+                .map(|pid| CpuMeter::start(pid, self.clock))
+                .transpose()?,
+            loadgen: CpuMeter::start(std::process::id(), self.clock)?,
+        })
+    }
+}
+
+pub struct Meters {
+    server: Option<CpuMeter>,
+    loadgen: CpuMeter,
+}
+
+pub struct CpuReport {
+    pub server: Option<CpuUse>,
+    pub loadgen: CpuUse,
+}
+
+impl Meters {
+    pub fn stop(&self) -> Result<CpuReport> {
+        Ok(CpuReport {
+            server: self.server.as_ref().map(CpuMeter::stop).transpose()?,
+            loadgen: self.loadgen.stop()?,
+        })
+    }
+}
+
+impl CpuReport {
+    /// The CPU figures for the JSON result, with the cost per 1,000 `units`.
+    pub fn to_json(&self, units: u64) -> serde_json::Value {
+        let server = self.server.as_ref();
+        serde_json::json!({
+            "server_cpu_ms": server.map(|s| procfs::round(s.cpu_ms, 1)),
+            "server_cpu_ms_per_1000": server.and_then(|s| s.ms_per_1000(units)).map(|v| procfs::round(v, 3)),
+            "server_cores": server.map(|s| procfs::round(s.cores(), 3)),
+            "loadgen_cores": procfs::round(self.loadgen.cores(), 3),
+            "clk_tck": self.loadgen.clock.per_sec,
+            "clk_tck_assumed": self.loadgen.clock.assumed,
+        })
+    }
+
+    /// One line for the summary, e.g. "server CPU 0.41 core, 1.92 ms per 1,000 deliveries".
+    pub fn describe(&self, units: u64, what: &str) -> String {
+        let own = format!("loadgen {:.2} core", self.loadgen.cores());
+        match self.server.as_ref() {
+            Some(s) => match s.ms_per_1000(units) {
+                Some(per) => format!(
+                    "server CPU {:.2} core, {per:.2} ms per 1,000 {what}; {own}",
+                    s.cores()
+                ),
+                None => format!("server CPU {:.2} core; {own}", s.cores()),
+            },
+            None => format!("server CPU not measured (no --server-pid); {own}"),
+        }
+    }
+}
+
+/// Refuse to start a run that would run out of file descriptors half way.
+pub fn ensure_fds(connections: u64) -> Result<()> {
+    let needed = connections + 64;
+    match procfs::open_files_limit() {
+        Some(limit) if limit < needed => bail!(
+            "{connections} connections need about {needed} open files but the limit is {limit}: \
+             raise it with `ulimit -n {needed}` (at most the hard limit, `ulimit -Hn`)"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// How a new connection joins its project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Join {
+    /// `/ws?project_id=X`: subscribed on connect.
+    Query,
+    /// `/ws`, then `{"action":"subscribe"}`, waiting for `subscribed`.
+    Action,
+    /// `/ws` and no subscription.
+    None,
+}
+
+pub struct OpenPlan {
+    pub connections: u64,
+    pub projects: u64,
+    pub join: Join,
+    pub concurrency: u64,
+    pub per_source: u64,
+    /// Attempts not started by then are skipped.
+    pub deadline: Instant,
+}
+
+/// The connections that opened, each with its index (connection i is in project i % projects).
+pub struct Opened {
+    pub conns: Vec<(u64, Ws)>,
+    pub failed: u64,
+    pub skipped: u64,
+    pub errors: Vec<String>,
+    pub elapsed: Duration,
+}
+
+impl Opened {
+    pub fn per_second(&self) -> f64 {
+        self.conns.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+async fn open_one(
+    target: &Target,
+    i: u64,
+    plan_projects: u64,
+    join: Join,
+    source: Option<std::net::IpAddr>,
+) -> Result<Ws> {
+    let project = wire::project_name(i % plan_projects.max(1));
+    match join {
+        Join::Query => {
+            let mut ws = net::connect(target, &format!("/ws?project_id={project}"), source).await?;
+            net::expect(&mut ws, "welcome").await?;
+            Ok(ws)
+        }
+        Join::Action => net::connect_subscribed(target, Some(&project), source).await,
+        Join::None => net::connect_subscribed(target, None, source).await,
+    }
+}
+
+/// Open `plan.connections` connections, `plan.concurrency` at a time, over several tasks.
+pub async fn open_many(target: Target, plan: &OpenPlan, label: &str) -> Opened {
+    let started = Instant::now();
+    let sources = Arc::new(Sources::new(plan.per_source as usize));
+    let permits = Arc::new(Semaphore::new(plan.concurrency.max(1) as usize));
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let progress = {
+        let (done, failed, n, label) = (
+            done.clone(),
+            failed.clone(),
+            plan.connections,
+            label.to_string(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                eprintln!(
+                    "{label}: {} of {n} open, {} failed",
+                    done.load(Relaxed),
+                    failed.load(Relaxed)
+                );
+            }
+        })
+    };
+    let mut tasks = JoinSet::new();
+    let mut skipped = 0;
+    for i in 0..plan.connections {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        if Instant::now() >= plan.deadline {
+            skipped = plan.connections - i;
+            break;
+        }
+        let (sources, done, failed, errors) = (
+            sources.clone(),
+            done.clone(),
+            failed.clone(),
+            errors.clone(),
+        );
+        let (projects, join) = (plan.projects, plan.join);
+        tasks.spawn(async move {
+            let result = open_one(&target, i, projects, join, sources.next_for(&target)).await;
+            drop(permit);
+            match result {
+                Ok(ws) => {
+                    done.fetch_add(1, Relaxed);
+                    Some((i, ws))
+                }
+                Err(e) => {
+                    failed.fetch_add(1, Relaxed);
+                    let mut errors = errors.lock().await;
+                    let text = format!("{e:#}");
+                    if errors.len() < 5 && !errors.contains(&text) {
+                        errors.push(text);
+                    }
+                    None
+                }
+            }
+        });
+    }
+    let mut conns = Vec::with_capacity(plan.connections as usize);
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(Some(c)) = joined {
+            conns.push(c);
+        }
+    }
+    progress.abort();
+    let elapsed = started.elapsed();
+    conns.sort_unstable_by_key(|(i, _)| *i);
+    let errors = errors.lock().await.clone();
+    let opened = Opened {
+        failed: failed.load(Relaxed),
+        skipped,
+        errors,
+        elapsed,
+        conns,
+    };
+    eprintln!(
+        "{label}: {} open in {:.2} s ({:.0}/s), {} failed, {} skipped",
+        opened.conns.len(),
+        elapsed.as_secs_f64(),
+        opened.per_second(),
+        opened.failed,
+        opened.skipped
+    );
+    for e in &opened.errors {
+        eprintln!("{label}: error: {e}");
+    }
+    opened
+}
+
+/// Fail the run when not a single connection opened: nothing else can be measured.
+pub fn require_some(opened: &Opened, target: &Target) -> Result<()> {
+    if opened.conns.is_empty() {
+        let why = opened
+            .errors
+            .first()
+            .map(String::as_str)
+            .unwrap_or("no attempt made");
+        bail!("could not open any connection to {target}: {why}");
+    }
+    Ok(())
+}
+
+/// Print the result: the JSON line on stdout, the summary on stderr.
+pub fn emit(result: &serde_json::Value, summary: &str) {
+    eprintln!("{summary}");
+    println!("{result}");
+}
