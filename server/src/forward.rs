@@ -57,7 +57,7 @@ impl Forwarder {
             return Err(RequestError::new(
                 ErrorCode::QueueNotConfigured,
                 format!(
-                    "queue {queue:?} is not configured on this server (SQS_QUEUE_URL_{} is unset)",
+                    "queue \"{queue}\" is not configured on this server (SQS_QUEUE_URL_{} is unset)",
                     queue.as_str().to_ascii_uppercase()
                 ),
             ));
@@ -81,7 +81,7 @@ impl Forwarder {
             Ok(out) => out.message_id.ok_or_else(|| {
                 RequestError::new(
                     ErrorCode::QueueError,
-                    format!("queue {queue:?} accepted the message but returned no MessageId"),
+                    format!("queue \"{queue}\" accepted the message but returned no MessageId"),
                 )
             }),
             Err(e) => {
@@ -94,7 +94,7 @@ impl Forwarder {
                 Err(RequestError::new(
                     ErrorCode::QueueError,
                     format!(
-                        "queue {queue:?} did not take the message: {}; try again later",
+                        "queue \"{queue}\" did not take the message: {}",
                         describe(&e)
                     ),
                 ))
@@ -122,8 +122,8 @@ fn describe<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> String {
                 _ => "the service refused the request".to_owned(),
             }
         }
-        SdkError::TimeoutError(_) => "SQS did not answer in time".to_owned(),
-        SdkError::DispatchFailure(_) => "SQS is unreachable".to_owned(),
+        SdkError::TimeoutError(_) => "SQS did not answer in time; try again later".to_owned(),
+        SdkError::DispatchFailure(_) => "SQS is unreachable; try again later".to_owned(),
         SdkError::ResponseError(_) => "SQS sent an unreadable response".to_owned(),
         _ => "the request could not be built".to_owned(),
     }
