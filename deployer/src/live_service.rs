@@ -30,18 +30,9 @@ pub async fn describe_stack(
 ) -> anyhow::Result<Option<Stack>> {
     match cloudformation.describe_stacks().stack_name(name).send().await {
         Ok(out) => Ok(out.stacks().first().cloned()),
-        Err(err) if is_missing_stack(&err) => Ok(None),
+        Err(err) if crate::deploy::stack::state::is_missing_stack(&err) => Ok(None),
         Err(err) => Err(err).with_context(|| format!("describing stack {name}")),
     }
-}
-
-fn is_missing_stack<E, R>(err: &aws_sdk_cloudformation::error::SdkError<E, R>) -> bool
-where
-    E: aws_sdk_cloudformation::error::ProvideErrorMetadata,
-{
-    err.as_service_error()
-        .and_then(|e| e.message())
-        .is_some_and(|m| m.contains("does not exist"))
 }
 
 /// A stack's outputs by key.

@@ -2,6 +2,7 @@
 //! definition family naming an immutable image, so each ACTIVE revision is a release that
 //! `wsctl rollback` can return to, as long as its image is still in the repository.
 
+pub mod choose;
 pub mod commit;
 pub mod image;
 pub mod list;

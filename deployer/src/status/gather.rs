@@ -79,10 +79,16 @@ pub async fn gather(clients: &Clients, env: &Environment) -> anyhow::Result<Stat
         release.running = true;
     }
     let now = Utc::now();
+    // Alarms and metrics must not hide the rest of the screen: if CloudWatch cannot be read,
+    // say so and show everything else.
+    let mut unavailable = Vec::new();
     let (cpu, memory) = metrics.unwrap_or_else(|err| {
-        // Metrics are a nicety; an error here must not hide the rest of the status.
-        warn(&format!("{err:#}"));
+        unavailable.push(format!("{err:#}"));
         (None, None)
+    });
+    let alarms = alarms.unwrap_or_else(|err| {
+        unavailable.push(format!("{err:#}"));
+        Vec::new()
     });
     let mut status = Status {
         environment: env.name.clone(),
@@ -100,20 +106,16 @@ pub async fn gather(clients: &Clients, env: &Environment) -> anyhow::Result<Stat
         tasks: tasks?.iter().map(|t| task_state(t, &now)).collect(),
         target_group,
         targets: targets?,
-        alarms: alarms?,
+        alarms,
         metrics: Metrics { cpu, memory },
         events: service.as_ref().map(events).unwrap_or_default(),
         findings: Vec::new(),
+        unavailable,
         healthy: false,
     };
     status.findings = super::findings::assess(&status);
     status.healthy = status.findings.is_empty();
     Ok(status)
-}
-
-/// Metrics failures are reported on stderr and the screen goes on.
-fn warn(message: &str) {
-    eprintln!("warning: {message}");
 }
 
 async fn list_tasks(clients: &Clients, cluster: &str, service: &str) -> anyhow::Result<Vec<String>> {

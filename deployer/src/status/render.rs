@@ -126,6 +126,9 @@ pub fn render(s: &Status) -> String {
         }
     }
     out.push('\n');
+    for what in &s.unavailable {
+        let _ = writeln!(out, "Not shown: {what}");
+    }
     if s.findings.is_empty() {
         out.push_str("All good: nothing needs attention.\n");
     } else {
