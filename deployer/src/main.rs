@@ -19,6 +19,7 @@ mod rollout;
 mod settings;
 mod status;
 mod table;
+mod teardown;
 mod when;
 
 use clap::Parser;
