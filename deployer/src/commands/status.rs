@@ -2,11 +2,16 @@
 //! tasks, targets, alarms, CPU and memory, endpoint, events, and what needs attention), or as
 //! one JSON document. A missing stack or service exits 5 with the way forward.
 
+use std::time::{Duration, SystemTime};
+
 use crate::cli::Global;
 use crate::clients;
 use crate::exit::Exit;
+use crate::interrupt::Interrupt;
 use crate::live_service;
 use crate::output::{self, Format};
+use crate::progress::Progress;
+use crate::rollout;
 use crate::status::{gather, render};
 
 /// Show the state of an environment at a glance.
@@ -22,13 +27,48 @@ use crate::status::{gather, render};
   All good: nothing needs attention.
 
   $ wsctl status --env prod --output json | jq .healthy
+  $ wsctl status --env prod --wait            # after Ctrl-C in a deploy: watch it finish
 
-Exit codes: 0 shown, 5 the stack or service does not exist, 1 AWS could not be asked.")]
-pub struct Args {}
+Exit codes: 0 shown (with --wait: the rollout completed), 1 failed, 3 rolled back, 4 timed out,
+5 the stack or service does not exist, 130 interrupted.")]
+pub struct Args {
+    /// Wait until the service's current rollout ends, with the same verdict and exit codes
+    /// as deploy, then show the status.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits, in seconds (default: the environment's timeout).
+    #[arg(long, value_name = "SECONDS", requires = "wait")]
+    pub timeout: Option<u64>,
+}
 
-pub async fn run(global: &Global, _args: Args) -> anyhow::Result<Exit> {
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
     let (env, clients) = clients::for_env(global).await?;
-    let status = gather::gather(&clients, &env).await?;
+    let mut exit = Exit::Success;
+    let mut verdict = None;
+    if args.wait {
+        let (_, live) = live_service::find(&clients, &env).await?;
+        let target = rollout::Target {
+            cluster: live.cluster,
+            service: live.name,
+            deployment_id: None,
+            timeout: args.timeout.map_or(env.timeout, Duration::from_secs),
+            since: SystemTime::now(),
+        };
+        let wait_clients = rollout::Clients {
+            ecs: clients.ecs.clone(),
+            elb: clients.elb.clone(),
+            logs: clients.logs.clone(),
+        };
+        let report = rollout::wait(&wait_clients, &target, &Progress::new(), &Interrupt::install()).await?;
+        exit = report.exit();
+        if exit == Exit::Interrupted {
+            eprintln!("{}", rollout::wait::resume_hint(&env.name, &report));
+            return Ok(exit);
+        }
+        verdict = Some(report.verdict);
+    }
+    let mut status = gather::gather(&clients, &env).await?;
+    status.rollout = verdict;
     if status.stack.is_none() && status.service.is_none() {
         return Err(live_service::not_found(&env, &clients.region, None, &env.cluster, &env.service));
     }
@@ -47,5 +87,5 @@ pub async fn run(global: &Global, _args: Args) -> anyhow::Result<Exit> {
             &env.service,
         ));
     }
-    Ok(Exit::Success)
+    Ok(exit)
 }

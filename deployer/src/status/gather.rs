@@ -112,6 +112,7 @@ pub async fn gather(clients: &Clients, env: &Environment) -> anyhow::Result<Stat
         findings: Vec::new(),
         unavailable,
         healthy: false,
+        rollout: None,
     };
     status.findings = super::findings::assess(&status);
     status.healthy = status.findings.is_empty();

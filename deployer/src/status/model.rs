@@ -33,6 +33,9 @@ pub struct Status {
     /// What could not be read (e.g. CloudWatch refused); the rest is still shown.
     pub unavailable: Vec<String>,
     pub healthy: bool,
+    /// With `--wait`: how the wait for the rollout ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::Verdict>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -126,6 +126,9 @@ pub fn render(s: &Status) -> String {
         }
     }
     out.push('\n');
+    if let Some(verdict) = &s.rollout {
+        let _ = writeln!(out, "Rollout: {}", verdict.describe());
+    }
     for what in &s.unavailable {
         let _ = writeln!(out, "Not shown: {what}");
     }
