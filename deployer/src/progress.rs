@@ -62,6 +62,11 @@ impl Progress {
         }
     }
 
+    /// Runs `f` (e.g. a prompt) with spinners hidden.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.multi.suspend(f)
+    }
+
     /// Starts a named step: a spinner on a terminal, a "→ name" line elsewhere.
     pub fn step(&self, name: impl Into<String>) -> Step {
         let name = name.into();

@@ -111,6 +111,16 @@ pub async fn watch(
     }
 }
 
+/// When the stack's newest event happened (`None`: no stack or no events yet). Events after
+/// it belong to the next operation; AWS's timestamps, so no clock skew.
+pub async fn latest_event_time(cfn: &Client, stack: &str) -> Option<SystemTime> {
+    let out = cfn.describe_stack_events().stack_name(stack).send().await.ok()?;
+    let newest = out.stack_events().iter().filter_map(|e| e.timestamp()).max_by(|a, b| {
+        a.as_secs_f64().total_cmp(&b.as_secs_f64())
+    })?;
+    SystemTime::try_from(*newest).ok()
+}
+
 /// The stack's status and reason, or `None` if it does not exist.
 async fn stack_status(cfn: &Client, stack: &str) -> anyhow::Result<Option<(String, Option<String>)>> {
     match cfn.describe_stacks().stack_name(stack).send().await {

@@ -1,0 +1,196 @@
+//! The push to ECR: credentials from GetAuthorizationToken (base64 `user:password` for the
+//! registry at `proxyEndpoint`), the image tagged with its immutable tag and `latest`, pushed
+//! with progress, and the manifest digest recorded (the task definition's tags keep it).
+//! A push of an unchanged image uploads no layer: the registry already has them all.
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::query_parameters::{PushImageOptionsBuilder, TagImageOptionsBuilder};
+use futures_util::StreamExt as _;
+use serde::Serialize;
+
+use crate::exit::{Exit, fail};
+use crate::interrupt::Interrupt;
+use crate::progress::{Progress, Step};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pushed {
+    /// `repository-uri:immutable-tag`, what task definitions name.
+    pub image: String,
+    pub tag: String,
+    /// The manifest digest, `sha256:...`.
+    pub digest: String,
+    pub layers_pushed: usize,
+    pub layers_existing: usize,
+}
+
+/// Registry credentials from ECR.
+pub struct Login {
+    credentials: DockerCredentials,
+    pub registry: String,
+}
+
+/// GetAuthorizationToken, decoded.
+pub async fn ecr_login(ecr: &aws_sdk_ecr::Client) -> anyhow::Result<Login> {
+    let out = ecr
+        .get_authorization_token()
+        .send()
+        .await
+        .map_err(aws_sdk_ecr::Error::from)
+        .context("getting ECR credentials (GetAuthorizationToken)")?;
+    let data = out
+        .authorization_data()
+        .first()
+        .context("ECR returned no authorization data")?;
+    let token = data.authorization_token().unwrap_or_default();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .context("ECR authorization token is not base64")?;
+    let decoded = String::from_utf8(decoded).context("ECR authorization token is not text")?;
+    let (username, password) = decoded
+        .split_once(':')
+        .context("ECR authorization token is not user:password")?;
+    let endpoint = data.proxy_endpoint().unwrap_or_default().to_owned();
+    let registry = endpoint
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    Ok(Login {
+        credentials: DockerCredentials {
+            username: Some(username.to_owned()),
+            password: Some(password.to_owned()),
+            serveraddress: Some(endpoint),
+            ..Default::default()
+        },
+        registry,
+    })
+}
+
+/// Tags `local_ref` as `repository:tag` and `repository:latest` and pushes both.
+pub async fn push(
+    docker: &Docker,
+    local_ref: &str,
+    repository: &str,
+    tag: &str,
+    login: &Login,
+    progress: &Progress,
+    interrupt: &Interrupt,
+) -> anyhow::Result<Pushed> {
+    let step = progress.step("push image");
+    for t in [tag, "latest"] {
+        docker
+            .tag_image(
+                local_ref,
+                Some(TagImageOptionsBuilder::default().repo(repository).tag(t).build()),
+            )
+            .await
+            .with_context(|| format!("tagging {local_ref} as {repository}:{t}"))?;
+    }
+    let image = format!("{repository}:{tag}");
+    let immutable = tokio::select! {
+        r = push_tag(docker, repository, tag, login, &step) => r?,
+        () = interrupt.wait() => {
+            step.fail("interrupted");
+            return Err(fail(Exit::Interrupted, "interrupted during the push; the service was not changed"));
+        }
+    };
+    let digest = immutable.digest.clone().ok_or_else(|| {
+        fail(Exit::Failure, format!("the registry reported no digest for {image}"))
+    })?;
+    // `latest` is a convenience for people; nothing of ours runs it. Its layers are all there.
+    push_tag(docker, repository, "latest", login, &step).await?;
+    step.finish(format!(
+        "{image} ({} layer(s) pushed, {} already in the registry)",
+        immutable.pushed, immutable.existing
+    ));
+    Ok(Pushed {
+        image,
+        tag: tag.to_owned(),
+        digest,
+        layers_pushed: immutable.pushed,
+        layers_existing: immutable.existing,
+    })
+}
+
+#[derive(Default)]
+struct Counts {
+    pushed: usize,
+    existing: usize,
+    digest: Option<String>,
+}
+
+async fn push_tag(
+    docker: &Docker,
+    repository: &str,
+    tag: &str,
+    login: &Login,
+    step: &Step,
+) -> anyhow::Result<Counts> {
+    let mut stream = docker.push_image(
+        repository,
+        Some(PushImageOptionsBuilder::default().tag(tag).build()),
+        Some(login.credentials.clone()),
+    );
+    let mut counts = Counts::default();
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|err| push_error(repository, tag, &login.registry, &err.to_string()))?;
+        if let Some(message) = info.error_detail.and_then(|d| d.message) {
+            return Err(push_error(repository, tag, &login.registry, &message));
+        }
+        let Some(status) = info.status else { continue };
+        match status.as_str() {
+            "Pushed" => {
+                counts.pushed += 1;
+                step.detail(format!("{tag}: layer pushed"));
+            }
+            "Layer already exists" => counts.existing += 1,
+            s if s.starts_with("Mounted from") => counts.existing += 1,
+            "Pushing" => {
+                if let Some(p) = info.progress_detail {
+                    let (cur, total) = (p.current.unwrap_or(0), p.total.unwrap_or(0));
+                    step.set_message(format!("{tag}: pushing a layer, {} / {} KiB", cur / 1024, total / 1024));
+                }
+            }
+            s => {
+                if let Some(digest) = digest_of(s) {
+                    counts.digest = Some(digest);
+                }
+            }
+        }
+    }
+    Ok(counts)
+}
+
+fn push_error(repository: &str, tag: &str, registry: &str, message: &str) -> anyhow::Error {
+    fail(
+        Exit::Failure,
+        format!(
+            "pushing {repository}:{tag} failed: {message} (registry {registry}; check that \
+             the repository exists and the ECR credentials are valid)"
+        ),
+    )
+}
+
+/// The digest in the push's last status line: "<tag>: digest: sha256:... size: 1234".
+fn digest_of(status: &str) -> Option<String> {
+    let rest = status.split_once("digest: ")?.1;
+    let digest = rest.split_whitespace().next()?;
+    digest.starts_with("sha256:").then(|| digest.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_digest_from_the_final_status() {
+        assert_eq!(
+            digest_of("3f2a9c1: digest: sha256:abcd1234 size: 739").as_deref(),
+            Some("sha256:abcd1234")
+        );
+        assert_eq!(digest_of("Preparing"), None);
+    }
+}

@@ -1,0 +1,172 @@
+//! The VPC and subnets of the load balancer and tasks. An ALB needs subnets in at least two
+//! availability zones; the seed scripts took the first two subnets, which can share a zone and
+//! then fail deep inside CloudFormation. Here: one subnet per zone, checked up front.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+use aws_sdk_ec2::types::Filter;
+use serde::Serialize;
+
+use crate::exit::{Exit, fail};
+use crate::settings::Environment;
+
+/// Most zones the service spreads over.
+const MAX_ZONES: usize = 3;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Network {
+    pub vpc_id: String,
+    pub subnet_ids: Vec<String>,
+    pub zones: Vec<String>,
+}
+
+/// The configured VPC (else the default one) and subnets (else one per zone, up to three).
+pub async fn resolve(ec2: &aws_sdk_ec2::Client, env: &Environment) -> anyhow::Result<Network> {
+    let vpc_id = match &env.vpc_id {
+        Some(id) => id.clone(),
+        None => default_vpc(ec2).await?,
+    };
+    let mut request = ec2.describe_subnets();
+    request = if env.subnet_ids.is_empty() {
+        request.filters(Filter::builder().name("vpc-id").values(&vpc_id).build())
+    } else {
+        request.set_subnet_ids(Some(env.subnet_ids.clone()))
+    };
+    let out = request
+        .send()
+        .await
+        .map_err(aws_sdk_ec2::Error::from)
+        .with_context(|| format!("listing the subnets of {vpc_id}"))?;
+    let subnets: Vec<(String, String, String)> = out
+        .subnets()
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s.subnet_id()?.to_owned(),
+                s.availability_zone()?.to_owned(),
+                s.vpc_id()?.to_owned(),
+            ))
+        })
+        .collect();
+    pick(&vpc_id, subnets, !env.subnet_ids.is_empty())
+}
+
+async fn default_vpc(ec2: &aws_sdk_ec2::Client) -> anyhow::Result<String> {
+    let out = ec2
+        .describe_vpcs()
+        .filters(Filter::builder().name("is-default").values("true").build())
+        .send()
+        .await
+        .map_err(aws_sdk_ec2::Error::from)
+        .context("looking up the default VPC")?;
+    out.vpcs()
+        .first()
+        .and_then(|v| v.vpc_id())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            fail(
+                Exit::Failure,
+                "this region has no default VPC: set vpc_id and subnet_ids for the environment \
+                 in wsctl.yaml",
+            )
+        })
+}
+
+/// Chooses subnets: all configured ones (checked), or the first subnet of each zone.
+fn pick(
+    vpc_id: &str,
+    subnets: Vec<(String, String, String)>,
+    configured: bool,
+) -> anyhow::Result<Network> {
+    if let Some((id, _, other)) = subnets.iter().find(|(_, _, vpc)| vpc != vpc_id) {
+        return Err(fail(
+            Exit::Usage,
+            format!("subnet {id} is in {other}, not in the service's VPC {vpc_id}"),
+        ));
+    }
+    let mut by_zone: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (id, zone, _) in subnets {
+        by_zone.entry(zone).or_default().push(id);
+    }
+    for ids in by_zone.values_mut() {
+        ids.sort();
+    }
+    if by_zone.len() < 2 {
+        let found = by_zone
+            .iter()
+            .map(|(zone, ids)| format!("{} in {zone}", ids.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let found = if found.is_empty() { "none".into() } else { found };
+        return Err(fail(
+            Exit::Failure,
+            format!(
+                "the load balancer needs subnets in at least two availability zones; {vpc_id} \
+                 has {found}. Add a subnet in another zone or set subnet_ids in wsctl.yaml"
+            ),
+        ));
+    }
+    let (zones, subnet_ids) = if configured {
+        let zones = by_zone.keys().cloned().collect();
+        (zones, by_zone.into_values().flatten().collect())
+    } else {
+        by_zone
+            .into_iter()
+            .take(MAX_ZONES)
+            .filter_map(|(zone, ids)| Some((zone, ids.into_iter().next()?)))
+            .unzip()
+    };
+    Ok(Network {
+        vpc_id: vpc_id.to_owned(),
+        subnet_ids,
+        zones,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subnet(id: &str, zone: &str) -> (String, String, String) {
+        (id.into(), zone.into(), "vpc-1".into())
+    }
+
+    #[test]
+    fn takes_one_subnet_per_zone_not_the_first_two() {
+        let net = pick(
+            "vpc-1",
+            vec![
+                subnet("s-a1", "us-east-1a"),
+                subnet("s-a2", "us-east-1a"),
+                subnet("s-b1", "us-east-1b"),
+            ],
+            false,
+        )
+        .expect("two zones");
+        assert_eq!(net.subnet_ids, ["s-a1", "s-b1"]);
+        assert_eq!(net.zones, ["us-east-1a", "us-east-1b"]);
+    }
+
+    #[test]
+    fn one_zone_is_refused_with_what_was_found() {
+        let err = pick(
+            "vpc-1",
+            vec![subnet("s-a1", "us-east-1a"), subnet("s-a2", "us-east-1a")],
+            false,
+        )
+        .expect_err("one zone");
+        let text = err.to_string();
+        assert!(text.contains("at least two availability zones"), "{text}");
+        assert!(text.contains("s-a1, s-a2 in us-east-1a"), "{text}");
+    }
+
+    #[test]
+    fn configured_subnets_must_be_in_the_vpc() {
+        let mut other = subnet("s-x", "us-east-1b");
+        other.2 = "vpc-2".into();
+        let err = pick("vpc-1", vec![subnet("s-a", "us-east-1a"), other], true)
+            .expect_err("wrong vpc");
+        assert!(err.to_string().contains("not in the service's VPC"), "{err}");
+    }
+}

@@ -1,0 +1,110 @@
+//! Preflight: everything a deploy needs, checked before anything changes and all at once
+//! (concurrently, and every failure reported, not just the first): AWS credentials, the Docker
+//! engine, the main stack's outputs, the network, and the service stack's state.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bollard::Docker;
+
+use super::Clients;
+use super::main_stack::{self, MainOutputs};
+use super::network::{self, Network};
+use super::stack::state::{self, StackState};
+use crate::exit::{Exit, classify, fail};
+use crate::progress::Progress;
+use crate::settings::Environment;
+
+/// What preflight found.
+pub struct Found {
+    pub account: String,
+    pub docker: Docker,
+    pub docker_version: String,
+    pub main: MainOutputs,
+    pub network: Network,
+    pub stack: StackState,
+}
+
+/// Runs every check concurrently; fails with all failures listed.
+pub async fn run(clients: &Clients, env: &Environment, progress: &Progress) -> anyhow::Result<Found> {
+    let step = progress.step("preflight");
+    let (account, docker, main, network, stack) = tokio::join!(
+        account(&clients.sts),
+        docker(),
+        main_stack::outputs(&clients.cfn, &env.main_stack),
+        network::resolve(&clients.ec2, env),
+        state::for_deploy(&clients.cfn, &env.stack_name, &env.name),
+    );
+    match (account, docker, main, network, stack) {
+        (Ok(account), Ok((docker, docker_version)), Ok(main), Ok(network), Ok(stack)) => {
+            step.finish(format!(
+                "account {account}, Docker {docker_version}, main stack {}, {} ({})",
+                env.main_stack,
+                network.vpc_id,
+                network.zones.join(", ")
+            ));
+            Ok(Found {
+                account,
+                docker,
+                docker_version,
+                main,
+                network,
+                stack,
+            })
+        }
+        (account, docker, main, network, stack) => {
+            let errors: Vec<anyhow::Error> = [
+                account.err(),
+                docker.err(),
+                main.err(),
+                network.err(),
+                stack.err(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            step.fail(format!("{} check(s) failed", errors.len()));
+            // The most specific exit code wins (usage over failure).
+            let exit = errors
+                .iter()
+                .map(classify)
+                .find(|e| *e != Exit::Failure)
+                .unwrap_or(Exit::Failure);
+            let text = errors
+                .iter()
+                .map(|e| format!("  - {e:#}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            Err(fail(exit, format!("preflight failed; nothing was changed:\n{text}")))
+        }
+    }
+}
+
+async fn account(sts: &aws_sdk_sts::Client) -> anyhow::Result<String> {
+    let out = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(aws_sdk_sts::Error::from)
+        .context(
+            "AWS credentials do not work (GetCallerIdentity): set AWS_PROFILE or --profile, or \
+             AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+        )?;
+    Ok(out.account().unwrap_or_default().to_owned())
+}
+
+/// Connects to the engine named by DOCKER_HOST (else the local socket) and checks it answers.
+pub async fn docker() -> anyhow::Result<(Docker, String)> {
+    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let hint = format!(
+        "the Docker engine does not answer at {host}: start it (locally: `scripts/services up \
+         docker`) or point DOCKER_HOST at a running one"
+    );
+    let docker = Docker::connect_with_defaults().context(hint.clone())?;
+    let version = tokio::time::timeout(Duration::from_secs(10), docker.version())
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within 10s"))
+        .and_then(|r| r.map_err(anyhow::Error::from))
+        .context(hint)?;
+    Ok((docker, version.version.unwrap_or_else(|| "?".into())))
+}

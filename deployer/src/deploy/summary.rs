@@ -1,0 +1,106 @@
+//! The end of a deploy: what now runs where, and how long each phase took. Text for people on
+//! stdout, or with `--output json` one JSON document for scripts.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::progress::format_duration;
+use crate::rollout::Verdict;
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub environment: String,
+    pub region: String,
+    pub stack: String,
+    pub cluster: String,
+    pub service: String,
+    pub endpoint: Option<String>,
+    pub image: String,
+    pub image_tag: String,
+    pub image_digest: String,
+    pub git_commit: Option<String>,
+    pub task_definition: String,
+    /// `family:revision`.
+    pub revision: String,
+    pub revision_registered: bool,
+    pub stack_changes: usize,
+    pub layers_pushed: usize,
+    pub deployment_id: String,
+    /// `None` with `--no-wait`.
+    pub rollout: Option<Verdict>,
+    /// Seconds per phase, in order.
+    pub phases: Vec<Phase>,
+    /// The pre-build (compile) time, reported apart: it dominates.
+    pub compile_seconds: Option<f64>,
+    pub total_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Phase {
+    pub name: &'static str,
+    pub seconds: f64,
+}
+
+impl Phase {
+    pub fn new(name: &'static str, took: Duration) -> Self {
+        Self {
+            name,
+            seconds: (took.as_secs_f64() * 1000.0).round() / 1000.0,
+        }
+    }
+}
+
+impl Summary {
+    /// The text form, for stdout.
+    pub fn text(&self) -> String {
+        let rollout = match &self.rollout {
+            Some(verdict) => verdict.describe(),
+            None => "not waited for (--no-wait)".into(),
+        };
+        let revision = if self.revision_registered {
+            format!("{} (new)", self.revision)
+        } else {
+            format!("{} (unchanged)", self.revision)
+        };
+        let phases = self
+            .phases
+            .iter()
+            .map(|p| format!("{} {}", p.name, format_duration(Duration::from_secs_f64(p.seconds))))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut rows = vec![
+            ("endpoint", self.endpoint.clone().unwrap_or_else(|| "(no output)".into())),
+            ("image", self.image.clone()),
+            ("digest", self.image_digest.clone()),
+        ];
+        if let Some(commit) = &self.git_commit {
+            rows.push(("commit", commit.clone()));
+        }
+        rows.push(("revision", revision));
+        rows.push(("rollout", rollout));
+        rows.push(("phases", phases));
+        if let Some(compile) = self.compile_seconds {
+            rows.push(("compile", format_duration(Duration::from_secs_f64(compile))));
+        }
+        rows.push((
+            "total",
+            format_duration(Duration::from_secs_f64(self.total_seconds)),
+        ));
+        let mut text = format!(
+            "{} {} ({}, {})\n",
+            if self.rollout.as_ref().is_none_or(|v| matches!(v, Verdict::Completed { .. })) {
+                "Deployed"
+            } else {
+                "Deploy did not complete:"
+            },
+            self.service,
+            self.environment,
+            self.region
+        );
+        for (key, value) in rows {
+            text.push_str(&format!("  {key:<9} {value}\n"));
+        }
+        text
+    }
+}
