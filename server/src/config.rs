@@ -20,8 +20,8 @@ const ATTRIBUTE_ROOM: usize = 4 * 1024;
 pub struct Config {
     pub host: IpAddr,
     pub port: u16,
-    /// `AWS_REGION`; `None` leaves the region to the AWS SDK's default chain.
-    pub aws_region: Option<String>,
+    /// `AWS_REGION`, default `us-east-1` as in the original server.
+    pub aws_region: String,
     /// `DYNAMODB_TABLE_NAME`: accepted for compatibility with the original task definition;
     /// this version keeps no state in DynamoDB.
     pub dynamodb_table: Option<String>,
@@ -133,7 +133,9 @@ impl Config {
             "an IP address such as 0.0.0.0",
         );
         let port = r.number("WEBSOCKET_PORT", 8080u16, 0, u16::MAX as u64);
-        let aws_region = r.optional("AWS_REGION");
+        let aws_region = r
+            .optional("AWS_REGION")
+            .unwrap_or_else(|| "us-east-1".to_owned());
         let dynamodb_table = r.optional("DYNAMODB_TABLE_NAME");
         let queues = QueueUrls {
             pm: r.queue_url("SQS_QUEUE_URL_PM"),

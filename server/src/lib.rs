@@ -91,13 +91,12 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// The AWS SDK configuration: the SDK's default chain (so `AWS_ENDPOINT_URL` and the ECS task
-/// role work), with `AWS_REGION` from the configuration when given.
+/// role work) with the configured region.
 pub async fn sdk_config(config: &Config) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = &config.aws_region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    loader.load().await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(config.aws_region.clone()))
+        .load()
+        .await
 }
 
 /// Serves on `listener` until `signal` resolves, then drains (see [`shutdown`]) and returns.
