@@ -85,6 +85,7 @@ impl CpuReport {
         let server = self.server.as_ref();
         serde_json::json!({
             "server_cpu_ms": server.map(|s| procfs::round(s.cpu_ms, 1)),
+            "server_system_cpu_ms": server.map(|s| procfs::round(s.system_ms, 1)),
             "server_cpu_ms_per_1000": server.and_then(|s| s.ms_per_1000(units)).map(|v| procfs::round(v, 3)),
             "server_cores": server.map(|s| procfs::round(s.cores(), 3)),
             "loadgen_cores": procfs::round(self.loadgen.cores(), 3),

@@ -25,8 +25,8 @@ fn parse_vmrss(status: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// User plus system CPU time of `pid`, in clock ticks.
-pub fn cpu_ticks(pid: u32) -> Result<u64> {
+/// User and system CPU time of `pid`, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Result<(u64, u64)> {
     let path = format!("/proc/{pid}/stat");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading {path} (is process {pid} running?)"))?;
@@ -35,12 +35,12 @@ pub fn cpu_ticks(pid: u32) -> Result<u64> {
 
 /// Fields 14 and 15 (utime, stime) of /proc/PID/stat. The command name (field 2) is in
 /// parentheses and may hold spaces, so fields are counted after the last `)`.
-fn parse_stat_ticks(stat: &str) -> Option<u64> {
+fn parse_stat_ticks(stat: &str) -> Option<(u64, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace().skip(11); // field 3 is the first after `)`
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// Clock ticks per second from `getconf CLK_TCK`; 100 (Linux's usual value) when that fails, and
@@ -87,7 +87,7 @@ pub fn open_files_limit() -> Option<u64> {
 /// CPU used by one process over a window of wall time.
 pub struct CpuMeter {
     pid: u32,
-    ticks: u64,
+    ticks: (u64, u64),
     started: Instant,
     clock: ClockTicks,
 }
@@ -96,6 +96,8 @@ pub struct CpuMeter {
 pub struct CpuUse {
     /// CPU time used in the window, in milliseconds.
     pub cpu_ms: f64,
+    /// The part of it spent in the kernel (system calls, and on loopback much of the TCP path).
+    pub system_ms: f64,
     /// The window's wall time, in seconds.
     pub wall_s: f64,
     pub clock: ClockTicks,
@@ -106,6 +108,15 @@ impl CpuUse {
     pub fn cores(&self) -> f64 {
         if self.wall_s > 0.0 {
             self.cpu_ms / 1000.0 / self.wall_s
+        } else {
+            0.0
+        }
+    }
+
+    /// The share of the CPU time spent in the kernel.
+    pub fn kernel_share(&self) -> f64 {
+        if self.cpu_ms > 0.0 {
+            self.system_ms / self.cpu_ms
         } else {
             0.0
         }
@@ -128,9 +139,13 @@ impl CpuMeter {
     }
 
     pub fn stop(&self) -> Result<CpuUse> {
-        let ticks = cpu_ticks(self.pid)?.saturating_sub(self.ticks);
+        let (user, system) = cpu_ticks(self.pid)?;
+        let user = user.saturating_sub(self.ticks.0);
+        let system = system.saturating_sub(self.ticks.1);
+        let tick_ms = 1000.0 / self.clock.per_sec as f64;
         Ok(CpuUse {
-            cpu_ms: ticks as f64 * 1000.0 / self.clock.per_sec as f64,
+            cpu_ms: (user + system) as f64 * tick_ms,
+            system_ms: system as f64 * tick_ms,
             wall_s: self.started.elapsed().as_secs_f64(),
             clock: self.clock,
         })
@@ -150,7 +165,7 @@ mod tests {
     #[test]
     fn parses_stat_with_spaces_and_parens_in_the_name() {
         let stat = "4242 (ws server (x)) S 1 4242 4242 0 -1 4194560 3012 0 0 0 1234 567 0 0 20 0 9 0 100 1000 200";
-        assert_eq!(parse_stat_ticks(stat), Some(1234 + 567));
+        assert_eq!(parse_stat_ticks(stat), Some((1234, 567)));
         assert_eq!(parse_stat_ticks("garbage"), None);
     }
 
@@ -193,6 +208,7 @@ mod tests {
         assert_eq!(u.ms_per_1000(250_000), Some(2.0));
         assert_eq!(u.ms_per_1000(0), None);
         assert!((u.cores() - 0.25).abs() < 1e-9);
+        assert!((u.kernel_share() - 0.2).abs() < 1e-9);
         assert_eq!(round(1.23456, 2), 1.23);
     }
 }
