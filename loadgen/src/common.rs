@@ -100,10 +100,15 @@ impl CpuReport {
         match self.server.as_ref() {
             Some(s) => match s.ms_per_1000(units) {
                 Some(per) => format!(
-                    "server CPU {:.2} core, {per:.2} ms per 1,000 {what}; {own}",
-                    s.cores()
+                    "server CPU {:.2} core ({:.0}% in the kernel), {per:.2} ms per 1,000 {what}; {own}",
+                    s.cores(),
+                    s.kernel_share() * 100.0
                 ),
-                None => format!("server CPU {:.2} core; {own}", s.cores()),
+                None => format!(
+                    "server CPU {:.2} core ({:.0}% in the kernel); {own}",
+                    s.cores(),
+                    s.kernel_share() * 100.0
+                ),
             },
             None => format!("server CPU not measured (no --server-pid); {own}"),
         }

@@ -8,6 +8,7 @@
 mod common;
 mod conns;
 mod fanout;
+mod floor;
 mod forward;
 mod histogram;
 mod net;
@@ -42,6 +43,8 @@ enum Command {
     Ping(ping::Args),
     /// N clients forwarding to an SQS queue: forwards/s, errors
     Forward(forward::Args),
+    /// The kernel's own CPU per loopback send and per round trip on this machine (no server needed)
+    Floor(floor::Args),
 }
 
 #[tokio::main]
@@ -52,6 +55,7 @@ async fn main() -> ExitCode {
         Command::Fanout(args) => fanout::run(args).await,
         Command::Ping(args) => ping::run(args).await,
         Command::Forward(args) => forward::run(args).await,
+        Command::Floor(args) => floor::run(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

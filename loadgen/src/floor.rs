@@ -1,0 +1,170 @@
+//! `floor`: what the kernel alone charges for the system calls a WebSocket server cannot avoid, on
+//! this machine, with no WebSocket, no JSON and no async runtime: a plain thread that writes
+//! one small message per `send` to many loopback connections (the cost of one delivery), and one
+//! that answers 1 `recv` with 1 `send` (the cost of one round trip). The CPU of that thread alone
+//! is read from /proc/thread-self/stat. Loopback charges the sender for the receiver's TCP
+//! processing too, so these floors are what ws-server's figures are to be compared with.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::value_parser;
+use serde_json::json;
+
+use crate::procfs::{ClockTicks, round};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Sends in the delivery test (and round trips in the echo test)
+    #[arg(short = 'm', long, default_value_t = 200_000, value_parser = value_parser!(u64).range(1000..=5_000_000))]
+    messages: u64,
+    /// Connections the delivery test spreads its sends over
+    #[arg(short = 'n', long, default_value_t = 200, value_parser = value_parser!(u64).range(1..=2000))]
+    connections: u64,
+    /// Bytes per delivered message (a 256-byte payload in an update frame is about 330)
+    #[arg(long, default_value_t = 330, value_parser = value_parser!(u64).range(1..=65_536))]
+    bytes: u64,
+}
+
+/// CPU ticks (user, system) of the calling thread.
+fn thread_ticks() -> Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat")
+        .context("reading /proc/thread-self/stat")?;
+    let rest = &stat[stat
+        .rfind(')')
+        .context("unexpected /proc/thread-self/stat")?
+        + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    let mut next = || {
+        f.next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .context("unexpected /proc/thread-self/stat")
+    };
+    Ok((next()?, next()?))
+}
+
+/// Microseconds of this thread's CPU (total, system) per operation since `before`.
+fn per_op(before: (u64, u64), ops: u64, clock: ClockTicks) -> Result<(f64, f64)> {
+    let after = thread_ticks()?;
+    let us = 1e6 / clock.per_sec as f64 / ops as f64;
+    Ok((
+        ((after.0 + after.1) - (before.0 + before.1)) as f64 * us,
+        (after.1 - before.1) as f64 * us,
+    ))
+}
+
+/// One `send` per message, round-robin over `n` connections whose reader drains them.
+fn deliveries(args: &Args, clock: ClockTicks) -> Result<(f64, f64)> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("listening on loopback")?;
+    let addr = listener.local_addr()?;
+    let n = args.connections as usize;
+    let reader = thread::spawn(move || -> Result<()> {
+        let mut conns = (0..n)
+            .map(|_| TcpStream::connect(addr))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut buf = vec![0u8; 64 * 1024];
+        // Round-robin reads keep every receive buffer from filling.
+        loop {
+            let mut open = 0;
+            for c in &mut conns {
+                c.set_nonblocking(true)?;
+                match c.read(&mut buf) {
+                    Ok(0) => {}
+                    Ok(_) => open += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => open += 1,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if open == 0 {
+                return Ok(());
+            }
+        }
+    });
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (s, _) = listener.accept().context("accepting")?;
+        s.set_nodelay(true)?;
+        conns.push(s);
+    }
+    let msg = vec![b'x'; args.bytes as usize];
+    let before = thread_ticks()?;
+    for k in 0..args.messages as usize {
+        conns[k % n].write_all(&msg).context("sending")?;
+    }
+    let cost = per_op(before, args.messages, clock)?;
+    drop(conns);
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
+    Ok(cost)
+}
+
+/// 1 `recv` + 1 `send` per round trip on one connection, a blocking client on another thread.
+fn round_trips(args: &Args, clock: ClockTicks) -> Result<(f64, f64)> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("listening on loopback")?;
+    let addr = listener.local_addr()?;
+    let trips = args.messages;
+    let client = thread::spawn(move || -> Result<()> {
+        let mut s = TcpStream::connect(addr)?;
+        s.set_nodelay(true)?;
+        let mut reply = [0u8; 40];
+        for _ in 0..trips {
+            s.write_all(br#"{"action":"ping"}"#)?;
+            s.read_exact(&mut reply)?;
+        }
+        Ok(())
+    });
+    let (mut s, _) = listener.accept().context("accepting")?;
+    s.set_nodelay(true)?;
+    let mut request = [0u8; 17];
+    let reply = [b'p'; 40];
+    let before = thread_ticks()?;
+    for _ in 0..trips {
+        s.read_exact(&mut request).context("reading a ping")?;
+        s.write_all(&reply).context("answering")?;
+    }
+    let cost = per_op(before, trips, clock)?;
+    client
+        .join()
+        .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    Ok(cost)
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let clock = ClockTicks::detect();
+    let started = Instant::now();
+    let (d, r) = tokio::task::spawn_blocking(move || -> Result<_> {
+        Ok((deliveries(&args, clock)?, round_trips(&args, clock)?))
+    })
+    .await
+    .context("floor threads")??;
+    if d.0 <= 0.0 || r.0 <= 0.0 {
+        bail!(
+            "too few messages to measure CPU at {} ticks a second: raise --messages",
+            clock.per_sec
+        );
+    }
+    let result = json!({
+        "scenario": "floor",
+        "delivery_cpu_ms_per_1000": round(d.0, 3),
+        "delivery_system_cpu_ms_per_1000": round(d.1, 3),
+        "round_trip_cpu_ms_per_1000": round(r.0, 3),
+        "round_trip_system_cpu_ms_per_1000": round(r.1, 3),
+        "clk_tck": clock.per_sec,
+        "clk_tck_assumed": clock.assumed,
+    });
+    let summary = format!(
+        "floor: one send of a small message to one of many loopback connections: {:.2} ms CPU per 1,000 ({:.0}% kernel)\n\
+         floor: one recv + one send round trip: {:.2} ms CPU per 1,000 ({:.0}% kernel)  [{:.1} s]",
+        d.0,
+        100.0 * d.1 / d.0,
+        r.0,
+        100.0 * r.1 / r.0,
+        started.elapsed().as_secs_f64()
+    );
+    crate::common::emit(&result, &summary);
+    Ok(())
+}
