@@ -454,3 +454,7 @@ pub fn resume_hint(env: &str, report: &Report) -> String {
         short_td(&report.task_definition)
     )
 }
+
+#[cfg(test)]
+#[path = "wait_tests.rs"]
+mod tests;
