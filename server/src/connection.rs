@@ -31,8 +31,9 @@ use crate::protocol::{
 };
 use crate::shutdown::ConnectionSlot;
 
-/// Read buffer of one connection: small, requests are small; a larger frame grows it on demand.
-pub const READ_BUFFER_BYTES: usize = 1024;
+/// Read buffer of one connection, also the most read from the socket at once: requests are
+/// small, and a larger frame grows the buffer on demand (at the cost of more reads).
+pub const READ_BUFFER_BYTES: usize = 256;
 /// Replies and updates are batched up to this size before a write to the socket.
 pub const WRITE_BUFFER_BYTES: usize = 4096;
 /// How long a close handshake may take before the socket is simply dropped.
@@ -153,7 +154,9 @@ async fn run(socket: WebSocket, state: AppState, slot: ConnectionSlot, project: 
 
     let (mut sink, mut stream) = socket.split();
     let exit = conn.serve(&mut sink, &mut stream).await;
-    conn.finish(exit, &mut sink, &mut stream).await;
+    // Boxed: the closing path is large and only needed once, so it does not grow the state
+    // every idle connection carries.
+    Box::pin(conn.finish(exit, &mut sink, &mut stream)).await;
     drop(slot);
 }
 
@@ -221,7 +224,9 @@ impl Conn {
                     let quiet_until = last_heard + keepalive.ping_interval;
                     if now >= quiet_until {
                         let ping = sink.send(Message::Ping(bytes::Bytes::new()));
-                        if !matches!(tokio::time::timeout(keepalive.pong_timeout, ping).await, Ok(Ok(()))) {
+                        // Boxed for the same reason as the closing path.
+                        let ping = Box::pin(tokio::time::timeout(keepalive.pong_timeout, ping));
+                        if !matches!(ping.await, Ok(Ok(()))) {
                             return Exit::KeepaliveTimeout;
                         }
                         ping_sent = Some(now);
@@ -235,10 +240,10 @@ impl Conn {
     }
 
     fn handle(&mut self, msg: Message) {
-        incr(&self.state.metrics.messages_received);
         let text = match msg {
             Message::Text(t) => t,
             Message::Binary(_) => {
+                incr(&self.state.metrics.messages_received);
                 return self.send_error(
                     None,
                     &RequestError::new(
@@ -250,6 +255,7 @@ impl Conn {
             // Pings are answered by the WebSocket layer; pongs only prove liveness.
             _ => return,
         };
+        incr(&self.state.metrics.messages_received);
         let max = self.state.config.limits.max_frame_bytes;
         if text.len() > max {
             return self.send_error(

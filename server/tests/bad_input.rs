@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -142,17 +142,8 @@ async fn a_frame_far_over_the_limit_closes_with_1009() {
     let (mut ws, _) = connect(&server, "/ws").await;
     let huge = "x".repeat(LIMIT * 4 + 1);
     ws.send(Message::text(huge)).await.expect("send");
-    let closed = tokio::time::timeout(WAIT, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(Some(f)))) => return Some(u16::from(f.code)),
-                Some(Ok(_)) => continue,
-                _ => return None,
-            }
-        }
-    })
-    .await
-    .expect("closed in time");
+    let (_, close) = read_until_close(&mut ws).await;
+    let closed = close.map(|c| c.0);
     assert_eq!(closed, Some(1009));
     wait_connections(&server, 0).await;
 }

@@ -13,11 +13,9 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use common::*;
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::Message;
 
 const HOLD: Duration = Duration::from_millis(2000);
 
@@ -29,11 +27,18 @@ struct Proxy {
 /// Holds each request for [`HOLD`], then passes it to the emulator and relays the answer.
 async fn delaying_proxy(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, 1 << 20).await.expect("request body");
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .expect("request body");
     p.seen.notify_one();
     tokio::time::sleep(HOLD).await;
-    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut upstream = reqwest::Client::new().request(parts.method, format!("{}{path}", p.upstream));
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut upstream =
+        reqwest::Client::new().request(parts.method, format!("{}{path}", p.upstream));
     for (k, v) in &parts.headers {
         if k != "host" && k != "content-length" {
             upstream = upstream.header(k, v);
@@ -49,23 +54,6 @@ async fn delaying_proxy(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     response
         .body(Body::from(answer.bytes().await.expect("emulator body")))
         .expect("response")
-}
-
-async fn read_until_close(ws: &mut Ws) -> (Vec<Value>, Option<u16>) {
-    let mut frames = Vec::new();
-    let code = tokio::time::timeout(WAIT, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) => frames.push(serde_json::from_str(&t).expect("json")),
-                Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return None,
-            }
-        }
-    })
-    .await
-    .expect("closed in time");
-    (frames, code)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,9 +73,13 @@ async fn sigterm_drains_clients_with_1001_completes_forwards_and_exits_0() {
         upstream: emulator_endpoint(),
         seen: Notify::new(),
     });
-    let proxy_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let proxy_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let proxy_addr = proxy_listener.local_addr().expect("addr");
-    let router = axum::Router::new().fallback(delaying_proxy).with_state(proxy.clone());
+    let router = axum::Router::new()
+        .fallback(delaying_proxy)
+        .with_state(proxy.clone());
     tokio::spawn(async move { axum::serve(proxy_listener, router).await });
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -105,7 +97,10 @@ async fn sigterm_drains_clients_with_1001_completes_forwards_and_exits_0() {
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("ENVIRONMENT", "test")
-        .env("RUST_LOG", "debug,aws=info,aws_smithy_runtime=info,hyper=info,h2=info,rustls=info")
+        .env(
+            "RUST_LOG",
+            "debug,aws=info,aws_smithy_runtime=info,hyper=info,h2=info,rustls=info",
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -137,7 +132,9 @@ async fn sigterm_drains_clients_with_1001_completes_forwards_and_exits_0() {
     let connect = |path: &'static str| {
         let url = format!("ws://{base}{path}");
         async move {
-            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+            let (mut ws, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .expect("connect");
             let welcome = recv(&mut ws).await;
             (ws, welcome)
         }
@@ -146,12 +143,21 @@ async fn sigterm_drains_clients_with_1001_completes_forwards_and_exits_0() {
     let (mut follower, _) = connect("/ws?project_id=p1").await;
     let (mut idle, _) = connect("/ws").await;
 
-    send(&mut forwarding, json!({"action": "forward", "type": "dev", "request_id": "in-flight", "data": {"job": 1}})).await;
-    tokio::time::timeout(WAIT, proxy.seen.notified()).await.expect("forward reached SQS");
+    send(
+        &mut forwarding,
+        json!({"action": "forward", "type": "dev", "request_id": "in-flight", "data": {"job": 1}}),
+    )
+    .await;
+    tokio::time::timeout(WAIT, proxy.seen.notified())
+        .await
+        .expect("forward reached SQS");
 
     let pid = child.id().expect("pid").to_string();
     let signalled = Instant::now();
-    let kill = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     assert!(kill.success());
 
     // While the forward is held, the server is draining.
@@ -170,25 +176,37 @@ async fn sigterm_drains_clients_with_1001_completes_forwards_and_exits_0() {
     }
 
     for ws in [&mut follower, &mut idle] {
-        let (_, code) = read_until_close(ws).await;
-        assert_eq!(code, Some(1001));
+        let (_, close) = read_until_close(ws).await;
+        assert_eq!(close.map(|c| c.0), Some(1001));
     }
-    let (frames, code) = read_until_close(&mut forwarding).await;
-    assert_eq!(code, Some(1001));
+    let (frames, close) = read_until_close(&mut forwarding).await;
+    assert_eq!(close.map(|c| c.0), Some(1001));
     assert_eq!(frames.len(), 1, "{frames:?}");
     assert_eq!(frames[0]["type"], "forwarded", "{frames:?}");
     assert_eq!(frames[0]["request_id"], "in-flight");
-    let message_id = frames[0]["message_id"].as_str().expect("message id").to_owned();
+    let message_id = frames[0]["message_id"]
+        .as_str()
+        .expect("message id")
+        .to_owned();
 
     let status = tokio::time::timeout(Duration::from_secs(25), child.wait())
         .await
         .expect("exited within the ECS stop timeout")
         .expect("wait");
     assert!(status.success(), "exit status {status}");
-    assert!(signalled.elapsed() < Duration::from_secs(10), "drain took {:?}", signalled.elapsed());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "drain took {:?}",
+        signalled.elapsed()
+    );
 
     // The forwarded message really is in the queue.
-    let got = sqs.receive_message().queue_url(&queue).send().await.expect("receive");
+    let got = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .send()
+        .await
+        .expect("receive");
     assert_eq!(got.messages()[0].message_id(), Some(message_id.as_str()));
 
     // Every stdout line is one JSON object: logs with the connection id, and EMF metrics.
@@ -200,11 +218,23 @@ async fn sigterm_drains_clients_with_1001_completes_forwards_and_exits_0() {
     assert!(objects.iter().all(Value::is_object));
     let id = welcome["connection_id"].as_str().expect("id");
     assert!(
-        objects.iter().any(|o| o["connection_id"] == id && o["level"] == "DEBUG"),
+        objects
+            .iter()
+            .any(|o| o["connection_id"] == id && o["level"] == "DEBUG"),
         "no log line carries connection_id {id}"
     );
-    assert!(objects.iter().any(|o| o["timestamp"].is_string() && o["fields"].is_null() && o["message"].is_string()));
-    let emf = objects.iter().find(|o| o.get("_aws").is_some()).expect("an EMF line");
+    assert!(
+        objects.iter().any(|o| o["timestamp"].is_string()
+            && o["fields"].is_null()
+            && o["message"].is_string())
+    );
+    let emf = objects
+        .iter()
+        .find(|o| o.get("_aws").is_some())
+        .expect("an EMF line");
     assert_eq!(emf["Environment"], "test");
-    assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Namespace"], "AgenticAI/WebSocket");
+    assert_eq!(
+        emf["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "AgenticAI/WebSocket"
+    );
 }

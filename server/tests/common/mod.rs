@@ -187,3 +187,24 @@ pub async fn wait_connections(server: &TestServer, n: u64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Reads until the server closes: the text frames received, and the close code and reason
+/// (`None` when the connection ended without a close frame).
+pub async fn read_until_close(ws: &mut Ws) -> (Vec<Value>, Option<(u16, String)>) {
+    let mut frames = Vec::new();
+    let close = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => frames.push(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Close(f))) => {
+                    return f.map(|f| (u16::from(f.code), f.reason.to_string()));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await
+    .expect("connection ended within 30 s");
+    (frames, close)
+}
