@@ -18,22 +18,27 @@ use crate::when;
 #[command(after_help = "Example:
   $ wsctl releases --env prod
   Releases of agenticai-websocket-prod (newest first, * = running):
-      REV  IMAGE TAG  DIGEST               COMMIT   REGISTERED
-    *  14  9c1e2f7    sha256:5d41402abc4b  9c1e2f7  2h05m ago
-       13  3f2a9c1    sha256:7d793037a076  3f2a9c1  1d02h ago
-       12  0b8d4e6    -                    0b8d4e6  3d04h ago  image no longer in the repository
+       REV  IMAGE TAG  DIGEST               COMMIT   REGISTERED
+    *  14   9c1e2f7    sha256:5d41402abc4b  9c1e2f7  2h05m ago
+       13   3f2a9c1    sha256:7d793037a076  3f2a9c1  1d02h ago
+       12   0b8d4e6    -                    0b8d4e6  3d04h ago  image no longer in the repository
 
   Roll back with `wsctl rollback --env prod [--revision N]`.")]
-pub struct Args {}
+pub struct Args {
+    /// Show the newest N releases; 0 shows them all.
+    #[arg(long, default_value_t = 25, value_name = "N")]
+    pub limit: usize,
+}
 
-pub async fn run(global: &Global, _args: Args) -> anyhow::Result<Exit> {
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
     let (env, clients) = clients::for_env(global).await?;
     let (_, live) = live_service::find(&clients, &env).await?;
     let family = live
         .revision
         .as_ref()
         .map_or_else(|| env.service.clone(), |rev| rev.family.clone());
-    let releases = release::list(&clients.ecs, &clients.ecr, &family, live.revision.as_ref()).await?;
+    let limit = (args.limit > 0).then_some(args.limit);
+    let releases = release::list(&clients.ecs, &clients.ecr, &family, live.revision.as_ref(), limit).await?;
     match global.output {
         Format::Json => output::print_json(&serde_json::json!({
             "environment": env.name,

@@ -126,6 +126,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         outcome.images_deleted = repository::delete(&clients.ecr, &repository_name, &images).await?;
         step.finish(format!("{} image(s) deleted", outcome.images_deleted));
 
+        if interrupt.is_set() {
+            eprintln!(
+                "Interrupted before the stack was deleted: the service is scaled to zero and the \
+                 repository is empty; the stack is untouched. Finish with: wsctl teardown --env {}",
+                env.name
+            );
+            return Ok(Exit::Interrupted);
+        }
         clients
             .cloudformation
             .delete_stack()

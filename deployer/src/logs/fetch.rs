@@ -1,6 +1,7 @@
 //! One FilterLogEvents query over the log group, every page, ordered by time.
 
 use anyhow::Context as _;
+use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 
 use super::Event;
 use crate::exit::{Exit, fail};
@@ -31,26 +32,29 @@ pub async fn fetch(
         .send();
     let mut events = Vec::new();
     while let Some(page) = pages.next().await {
-        let page = match page {
-            Ok(page) => page,
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                return Err(missing_group(&query.log_group));
-            }
-            Err(err) => {
-                return Err(err).with_context(|| format!("reading log group {}", query.log_group));
-            }
-        };
+        let page = or_missing(page, &query.log_group)?;
         events.extend(page.events().iter().map(Event::from_filtered));
     }
     super::sort(&mut events);
     Ok(events)
 }
 
-pub fn missing_group(log_group: &str) -> anyhow::Error {
+/// A log group call's result; a missing group is `Exit::NotFound` with the way forward.
+pub fn or_missing<T, E, R>(result: Result<T, SdkError<E, R>>, log_group: &str) -> anyhow::Result<T>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(value) => Ok(value),
+        Err(err) if err.as_service_error().and_then(|e| e.code()) == Some("ResourceNotFoundException") => {
+            Err(missing_group(log_group))
+        }
+        Err(err) => Err(err).with_context(|| format!("reading log group {log_group}")),
+    }
+}
+
+fn missing_group(log_group: &str) -> anyhow::Error {
     fail(
         Exit::NotFound,
         format!(

@@ -1,7 +1,6 @@
 //! `--task ID`: the log streams of one task. awslogs names streams `prefix/container/task-id`,
 //! and operators paste full or shortened task ids, so streams are matched on their last part.
 
-use anyhow::Context as _;
 use aws_sdk_cloudwatchlogs::types::OrderBy;
 
 use crate::exit::{Exit, fail};
@@ -27,17 +26,7 @@ pub async fn for_task(
     let mut matched = Vec::new();
     let mut searched = 0;
     while let Some(page) = pages.next().await {
-        let page = match page {
-            Ok(page) => page,
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                return Err(super::fetch::missing_group(log_group));
-            }
-            Err(err) => return Err(err).with_context(|| format!("listing streams of {log_group}")),
-        };
+        let page = super::fetch::or_missing(page, log_group)?;
         for name in page.log_streams().iter().filter_map(|s| s.log_stream_name()) {
             let id = name.rsplit('/').next().unwrap_or(name);
             if id.starts_with(task) || name.starts_with(task) {

@@ -62,14 +62,19 @@ pub async fn revisions(ecs: &aws_sdk_ecs::Client, family: &str) -> anyhow::Resul
     Ok(revisions)
 }
 
-/// Every release of `family`, newest first; `running` names the service's current revision.
+/// The newest `limit` releases of `family` (all with `None`), newest first; `running` names
+/// the service's current revision.
 pub async fn list(
     ecs: &aws_sdk_ecs::Client,
     ecr: &aws_sdk_ecr::Client,
     family: &str,
     running: Option<&Revision>,
+    limit: Option<usize>,
 ) -> anyhow::Result<Vec<Release>> {
-    let revisions = revisions(ecs, family).await?;
+    let mut revisions = revisions(ecs, family).await?;
+    if let Some(limit) = limit {
+        revisions.truncate(limit);
+    }
     let mut releases: Vec<Release> = futures_util::stream::iter(revisions)
         .map(|(revision, arn)| describe(ecs, revision, arn))
         .buffer_unordered(8)

@@ -46,7 +46,7 @@ pub async fn last_hour(
 ) -> anyhow::Result<(Option<Series>, Option<Series>)> {
     let end = std::time::SystemTime::now();
     let start = end - std::time::Duration::from_secs(3600);
-    let query = |id: &str, metric: &str| -> anyhow::Result<MetricDataQuery> {
+    let query = |id: &str, metric: &str| -> MetricDataQuery {
         let metric = Metric::builder()
             .namespace("AWS/ECS")
             .metric_name(metric)
@@ -58,19 +58,19 @@ pub async fn last_hour(
             .period(PERIOD)
             .stat("Average")
             .build();
-        Ok(MetricDataQuery::builder()
+        MetricDataQuery::builder()
             .id(id)
             .metric_stat(stat)
             .return_data(true)
-            .build())
+            .build()
     };
     let response = cloudwatch
         .get_metric_data()
         .start_time(start.into())
         .end_time(end.into())
         .scan_by(ScanBy::TimestampAscending)
-        .metric_data_queries(query("cpu", "CPUUtilization")?)
-        .metric_data_queries(query("memory", "MemoryUtilization")?)
+        .metric_data_queries(query("cpu", "CPUUtilization"))
+        .metric_data_queries(query("memory", "MemoryUtilization"))
         .send()
         .await
         .context("reading CPU and memory metrics")?;

@@ -6,6 +6,8 @@ pub mod findings;
 pub mod gather;
 pub mod metrics;
 pub mod model;
+#[cfg(test)]
+mod recorded;
 pub mod render;
 
-pub use model::Status;
+

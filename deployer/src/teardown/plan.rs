@@ -1,7 +1,6 @@
 //! What a teardown will delete: every resource of the stack, listed before anything changes.
 
 use anyhow::Context as _;
-use futures_util::TryStreamExt as _;
 use serde::Serialize;
 
 use crate::table;

@@ -3,7 +3,6 @@
 
 use anyhow::Context as _;
 use aws_sdk_ecr::types::ImageIdentifier;
-use futures_util::TryStreamExt as _;
 
 /// Every image id in `repository`; empty when the repository does not exist.
 pub async fn images(ecr: &aws_sdk_ecr::Client, repository: &str) -> anyhow::Result<Vec<ImageIdentifier>> {

@@ -1,0 +1,86 @@
+//! `wsctl status` against the AWS emulator: a deployed environment in text and JSON, one
+//! rolled back to an older release, and one that does not exist.
+
+mod ops_support;
+
+use ops_support::{Deployed, stderr, stdout, unique_env, wsctl};
+
+#[tokio::test]
+async fn status_of_a_deployed_environment_in_text_and_json() {
+    let env = unique_env("st");
+    let deployed = Deployed::create(&env, "1111111").await;
+    deployed.release("2222222").await;
+
+    let out = wsctl(&["status", "--env", &env]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    let service = format!("agenticai-websocket-{env}");
+    for expected in [
+        format!("Environment  {env} (us-east-1)"),
+        format!("Stack        {service}  CREATE_COMPLETE"),
+        format!("Service      {service}  ACTIVE  desired 1  running 1  pending 0"),
+        format!("Release      revision 2  {}:2222222  commit 2222222", ops_support::repository_uri(&env)),
+        "Endpoint     ws://".to_owned(),
+        "PRIMARY  COMPLETED".to_owned(),
+    ] {
+        assert!(text.contains(&expected), "missing {expected:?} in:\n{text}");
+    }
+
+    let out = wsctl(&["status", "--env", &env, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(json["environment"], env.as_str());
+    assert_eq!(json["stack"]["status"], "CREATE_COMPLETE");
+    assert_eq!(json["service"]["desired"], 1);
+    assert_eq!(json["service"]["running"], 1);
+    assert_eq!(json["release"]["revision"], 2);
+    assert_eq!(json["release"]["image_tag"], "2222222");
+    assert_eq!(json["latest_revision"], 2);
+    assert_eq!(json["stack_revision"], 1, "the stack's own revision stays 1");
+    assert_eq!(json["deployments"][0]["rollout_state"], "COMPLETED");
+    assert!(json["endpoint"].as_str().is_some_and(|e| e.starts_with("ws://") && e.ends_with("/ws")));
+    assert!(json["findings"].as_array().is_some_and(Vec::is_empty), "{json}");
+    assert_eq!(json["healthy"], true);
+}
+
+#[tokio::test]
+async fn status_says_when_a_newer_release_is_not_running() {
+    let env = unique_env("sr");
+    let deployed = Deployed::create(&env, "1111111").await;
+    let second = deployed.release("2222222").await;
+    deployed.release("3333333").await;
+    // Someone went back to revision 2 by hand.
+    deployed
+        .ecs()
+        .update_service()
+        .cluster(deployed.cluster())
+        .service(deployed.service())
+        .task_definition(second)
+        .send()
+        .await
+        .expect("update");
+
+    let out = wsctl(&["status", "--env", &env, "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["release"]["revision"], 2);
+    assert_eq!(json["latest_revision"], 3);
+    let findings = json["findings"].to_string();
+    assert!(findings.contains("revision 3 is newer"), "{findings}");
+    assert_eq!(json["healthy"], false);
+}
+
+#[tokio::test]
+async fn status_of_a_missing_environment_is_not_found() {
+    let env = unique_env("sm");
+    let out = wsctl(&["status", "--env", &env]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("environment '{env}' not found"))
+            && err.contains(&format!("wsctl deploy --env {env}")),
+        "{err}"
+    );
+    let json = wsctl(&["status", "--env", &env, "-o", "json"]);
+    assert_eq!(json.status.code(), Some(5));
+}

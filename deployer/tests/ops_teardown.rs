@@ -1,0 +1,62 @@
+//! `wsctl teardown` against the AWS emulator.
+
+mod ops_support;
+
+use ops_support::{Deployed, stderr, stdout, unique_env, wsctl};
+
+async fn stack_exists(deployed: &Deployed) -> bool {
+    aws_sdk_cloudformation::Client::new(&deployed.config)
+        .describe_stacks()
+        .stack_name(deployed.service())
+        .send()
+        .await
+        .is_ok_and(|out| {
+            out.stacks()
+                .iter()
+                .any(|s| s.stack_status().is_some_and(|st| st.as_str() != "DELETE_COMPLETE"))
+        })
+}
+
+#[tokio::test]
+async fn teardown_removes_the_stack_and_a_second_run_is_a_clean_no_op() {
+    let env = unique_env("td");
+    let deployed = Deployed::create(&env, "1111111").await;
+    deployed.release("2222222").await;
+
+    let out = wsctl(&["teardown", "--env", &env, "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("AWS::ECS::Service"), "the plan lists what goes:\n{err}");
+    assert!(err.contains("2 image(s) deleted"), "{err}");
+    assert!(err.contains("DELETE_COMPLETE"), "{err}");
+    assert!(stdout(&out).contains(&format!("Environment {env} is gone.")));
+    assert!(!stack_exists(&deployed).await);
+    let images = deployed.ecr().list_images().repository_name(deployed.service()).send().await;
+    assert!(images.map_or(true, |i| i.image_ids().is_empty()), "repository emptied");
+    let active = deployed
+        .ecs()
+        .list_task_definitions()
+        .family_prefix(deployed.service())
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(active.task_definition_arns(), Vec::<String>::new().as_slice(), "releases retired");
+
+    let again = wsctl(&["teardown", "--env", &env, "--yes"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(stdout(&again).contains("Nothing to tear down"), "{}", stdout(&again));
+}
+
+#[tokio::test]
+async fn teardown_without_a_terminal_or_yes_refuses_and_keeps_everything() {
+    let env = unique_env("tn");
+    let deployed = Deployed::create(&env, "1111111").await;
+
+    let out = wsctl(&["teardown", "--env", &env]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    assert!(stack_exists(&deployed).await);
+    let images = deployed.ecr().list_images().repository_name(deployed.service()).send().await.expect("repo");
+    assert_eq!(images.image_ids().len(), 1);
+}
