@@ -12,7 +12,7 @@ async fn main() -> ExitCode {
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(problems = ?e.problems, "invalid configuration");
+            tracing::error!(problems = %e.problems.join("; "), "invalid configuration");
             eprintln!("ws-server: {e}");
             return ExitCode::from(2);
         }
