@@ -85,8 +85,8 @@ impl Outbox {
     pub fn pop(&self) -> Option<Utf8Bytes> {
         let mut inner = self.lock();
         let frame = inner.queue.pop_front();
-        if inner.queue.is_empty() && inner.queue.capacity() > 64 {
-            // Give back the memory of a burst.
+        if inner.queue.is_empty() {
+            // An idle connection holds no queue memory (an allocation per burst is cheap).
             inner.queue = VecDeque::new();
         }
         frame
