@@ -18,7 +18,6 @@ use crate::settings::Environment;
 pub struct LiveService {
     pub cluster: String,
     pub name: String,
-    pub service: Service,
     /// The task definition the service runs now.
     pub revision: Option<Revision>,
 }
@@ -28,7 +27,12 @@ pub async fn describe_stack(
     cloudformation: &aws_sdk_cloudformation::Client,
     name: &str,
 ) -> anyhow::Result<Option<Stack>> {
-    match cloudformation.describe_stacks().stack_name(name).send().await {
+    match cloudformation
+        .describe_stacks()
+        .stack_name(name)
+        .send()
+        .await
+    {
         Ok(out) => Ok(out.stacks().first().cloned()),
         Err(err) if crate::deploy::stack::state::is_missing_stack(&err) => Ok(None),
         Err(err) => Err(err).with_context(|| format!("describing stack {name}")),
@@ -48,8 +52,14 @@ pub fn outputs(stack: &Stack) -> BTreeMap<String, String> {
 pub fn names(env: &Environment, stack: Option<&Stack>) -> (String, String) {
     let outputs = stack.map(outputs).unwrap_or_default();
     (
-        outputs.get("ECSClusterName").cloned().unwrap_or_else(|| env.cluster.clone()),
-        outputs.get("WebSocketServiceName").cloned().unwrap_or_else(|| env.service.clone()),
+        outputs
+            .get("ECSClusterName")
+            .cloned()
+            .unwrap_or_else(|| env.cluster.clone()),
+        outputs
+            .get("WebSocketServiceName")
+            .cloned()
+            .unwrap_or_else(|| env.service.clone()),
     )
 }
 
@@ -60,7 +70,12 @@ pub async fn describe_service(
     cluster: &str,
     service: &str,
 ) -> anyhow::Result<Option<Service>> {
-    let response = ecs.describe_services().cluster(cluster).services(service).send().await;
+    let response = ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(service)
+        .send()
+        .await;
     let response = match response {
         Ok(response) => response,
         Err(err)
@@ -71,7 +86,8 @@ pub async fn describe_service(
             return Ok(None);
         }
         Err(err) => {
-            return Err(err).with_context(|| format!("describing service {service} in cluster {cluster}"));
+            return Err(err)
+                .with_context(|| format!("describing service {service} in cluster {cluster}"));
         }
     };
     Ok(response
@@ -82,24 +98,44 @@ pub async fn describe_service(
 }
 
 /// The environment's stack (if any) and its service, which must exist.
-pub async fn find(clients: &Clients, env: &Environment) -> anyhow::Result<(Option<Stack>, LiveService)> {
+pub async fn find(
+    clients: &Clients,
+    env: &Environment,
+) -> anyhow::Result<(Option<Stack>, LiveService)> {
     let (stack, guessed) = tokio::join!(
         describe_stack(&clients.cloudformation, &env.stack_name),
         describe_service(&clients.ecs, &env.cluster, &env.service),
     );
     let stack = stack?;
     let (cluster, name) = names(env, stack.as_ref());
-    let service = if (cluster.as_str(), name.as_str()) == (env.cluster.as_str(), env.service.as_str()) {
-        guessed?
-    } else {
-        describe_service(&clients.ecs, &cluster, &name).await?
-    };
+    let service =
+        if (cluster.as_str(), name.as_str()) == (env.cluster.as_str(), env.service.as_str()) {
+            guessed?
+        } else {
+            describe_service(&clients.ecs, &cluster, &name).await?
+        };
     let Some(service) = service else {
-        let stack_status = stack.as_ref().and_then(|s| s.stack_status()).map(|s| s.as_str());
-        return Err(not_found(env, &clients.region, stack_status, &cluster, &name));
+        let stack_status = stack
+            .as_ref()
+            .and_then(|s| s.stack_status())
+            .map(|s| s.as_str());
+        return Err(not_found(
+            env,
+            &clients.region,
+            stack_status,
+            &cluster,
+            &name,
+        ));
     };
     let revision = service.task_definition().and_then(Revision::parse);
-    Ok((stack, LiveService { cluster, name, service, revision }))
+    Ok((
+        stack,
+        LiveService {
+            cluster,
+            name,
+            revision,
+        },
+    ))
 }
 
 /// The message for an environment that is not (fully) there, with the way forward.

@@ -40,7 +40,12 @@ mod tests {
     #[test]
     fn ages_use_the_two_largest_units() {
         let now = DateTime::from_timestamp(1_000_000, 0).expect("valid");
-        let ago = |secs: i64| age(&DateTime::from_timestamp(1_000_000 - secs, 0).expect("valid"), &now);
+        let ago = |secs: i64| {
+            age(
+                &DateTime::from_timestamp(1_000_000 - secs, 0).expect("valid"),
+                &now,
+            )
+        };
         assert_eq!(ago(5), "5s");
         assert_eq!(ago(125), "2m05s");
         assert_eq!(ago(3 * 3600 + 5 * 60), "3h05m");

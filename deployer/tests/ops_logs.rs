@@ -24,7 +24,12 @@ impl LogGroup {
     async fn create(env: &str) -> Self {
         let client = aws_sdk_cloudwatchlogs::Client::new(&sdk_config().await);
         let name = format!("/ecs/agenticai-websocket-{env}");
-        client.create_log_group().log_group_name(&name).send().await.expect("log group");
+        client
+            .create_log_group()
+            .log_group_name(&name)
+            .send()
+            .await
+            .expect("log group");
         for task in [TASK_A, TASK_B] {
             client
                 .create_log_stream()
@@ -40,7 +45,13 @@ impl LogGroup {
     async fn put(&self, task: &str, events: &[(i64, &str)]) {
         let events: Vec<InputLogEvent> = events
             .iter()
-            .map(|(ts, msg)| InputLogEvent::builder().timestamp(*ts).message(*msg).build().expect("event"))
+            .map(|(ts, msg)| {
+                InputLogEvent::builder()
+                    .timestamp(*ts)
+                    .message(*msg)
+                    .build()
+                    .expect("event")
+            })
             .collect();
         self.client
             .put_log_events()
@@ -58,7 +69,8 @@ fn now_ms() -> i64 {
 }
 
 fn position(text: &str, needle: &str) -> usize {
-    text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in:\n{text}"))
+    text.find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in:\n{text}"))
 }
 
 #[tokio::test]
@@ -79,11 +91,17 @@ async fn logs_are_ordered_prefixed_by_task_and_selected_by_since_filter_and_task
         ])
         .await;
     group
-        .put(TASK_B, &[
-            (now - 4 * minute, r#"{"level":"WARN","message":"slow client"}"#),
-            (same_ms, "ERROR plain line from b"),
-            (now - minute, "listening on 0.0.0.0:8080"),
-        ])
+        .put(
+            TASK_B,
+            &[
+                (
+                    now - 4 * minute,
+                    r#"{"level":"WARN","message":"slow client"}"#,
+                ),
+                (same_ms, "ERROR plain line from b"),
+                (now - minute, "listening on 0.0.0.0:8080"),
+            ],
+        )
         .await;
 
     let out = wsctl(&["logs", "--env", &env, "--since", "1h"]);
@@ -100,37 +118,64 @@ async fn logs_are_ordered_prefixed_by_task_and_selected_by_since_filter_and_task
     assert!(order.windows(2).all(|w| w[0] < w[1]), "time order:\n{text}");
     for same in ["queue send failed", "ERROR plain line from b"] {
         let at = position(&text, same);
-        assert!(order[2] < at && at < order[3], "{same} in time order:\n{text}");
+        assert!(
+            order[2] < at && at < order[3],
+            "{same} in time order:\n{text}"
+        );
     }
     assert!(
-        text.contains(&format!("{TASK_A}  2024-05-01T12:00:00.250Z  INFO   client connected  connection_id=c-1")),
+        text.contains(&format!(
+            "{TASK_A}  2024-05-01T12:00:00.250Z  INFO   client connected  connection_id=c-1"
+        )),
         "server JSON made readable:\n{text}"
     );
-    assert!(text.lines().all(|l| l.starts_with(TASK_A) || l.starts_with(TASK_B)), "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with(TASK_A) || l.starts_with(TASK_B)),
+        "{text}"
+    );
 
     let recent = stdout(&wsctl(&["logs", "--env", &env, "--since", "10m"]));
     assert_eq!(recent.lines().count(), 5, "{recent}");
     assert!(!recent.contains("old plain line"), "{recent}");
 
-    let errors = stdout(&wsctl(&["logs", "--env", &env, "--since", "1h", "--filter", "ERROR"]));
+    let errors = stdout(&wsctl(&[
+        "logs", "--env", &env, "--since", "1h", "--filter", "ERROR",
+    ]));
     assert_eq!(errors.lines().count(), 2, "{errors}");
-    assert!(errors.contains("queue send failed") && errors.contains("plain line from b"), "{errors}");
+    assert!(
+        errors.contains("queue send failed") && errors.contains("plain line from b"),
+        "{errors}"
+    );
 
-    let task_b = stdout(&wsctl(&["logs", "--env", &env, "--since", "1h", "--task", "bbbb2222"]));
+    let task_b = stdout(&wsctl(&[
+        "logs", "--env", &env, "--since", "1h", "--task", "bbbb2222",
+    ]));
     assert_eq!(task_b.lines().count(), 3, "{task_b}");
     assert!(task_b.lines().all(|l| l.starts_with(TASK_B)), "{task_b}");
 
-    let json = stdout(&wsctl(&["logs", "--env", &env, "--since", "1h", "-o", "json"]));
+    let json = stdout(&wsctl(&[
+        "logs", "--env", &env, "--since", "1h", "-o", "json",
+    ]));
     let lines: Vec<serde_json::Value> = json
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
         .collect();
     assert_eq!(lines.len(), 6);
-    let warn = lines.iter().find(|l| l["fields"]["message"] == "slow client").expect("parsed");
-    assert_eq!((warn["task"].as_str(), warn["fields"]["level"].as_str()), (Some(TASK_B), Some("WARN")));
+    let warn = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "slow client")
+        .expect("parsed");
+    assert_eq!(
+        (warn["task"].as_str(), warn["fields"]["level"].as_str()),
+        (Some(TASK_B), Some("WARN"))
+    );
 
     let raw = stdout(&wsctl(&["logs", "--env", &env, "--since", "1h", "--raw"]));
-    assert!(raw.contains(r#"{"level":"WARN","message":"slow client"}"#), "{raw}");
+    assert!(
+        raw.contains(r#"{"level":"WARN","message":"slow client"}"#),
+        "{raw}"
+    );
 }
 
 #[tokio::test]
@@ -141,20 +186,35 @@ async fn logs_of_a_missing_environment_or_bad_since_are_clear_errors() {
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
     let out = wsctl(&["logs", "--env", &env, "--since", "yesterday"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("--since 'yesterday'"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--since 'yesterday'"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test]
 async fn follow_prints_new_events_once_and_stops_on_sigint() {
     let env = unique_env("lf");
     let group = LogGroup::create(&env).await;
-    group.put(TASK_A, &[(now_ms() - 1000, "before-start")]).await;
+    group
+        .put(TASK_A, &[(now_ms() - 1000, "before-start")])
+        .await;
 
-    let mut child = wsctl_command(&["logs", "--env", &env, "--follow", "--since", "5m", "--poll-interval", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn wsctl logs --follow");
+    let mut child = wsctl_command(&[
+        "logs",
+        "--env",
+        &env,
+        "--follow",
+        "--since",
+        "5m",
+        "--poll-interval",
+        "1",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn wsctl logs --follow");
     let (tx, rx) = mpsc::channel();
     let out = child.stdout.take().expect("stdout");
     std::thread::spawn(move || {
@@ -180,7 +240,9 @@ async fn follow_prints_new_events_once_and_stops_on_sigint() {
     // Three events in one millisecond, in two streams, then a later one.
     let ts = now_ms();
     group.put(TASK_A, &[(ts, "burst-1"), (ts, "burst-2")]).await;
-    group.put(TASK_B, &[(ts, "burst-3"), (ts + 5, "after-burst")]).await;
+    group
+        .put(TASK_B, &[(ts, "burst-3"), (ts + 5, "after-burst")])
+        .await;
     for needle in ["burst-1", "burst-2", "burst-3", "after-burst"] {
         wait_for(&mut seen, needle);
     }
@@ -198,12 +260,21 @@ async fn follow_prints_new_events_once_and_stops_on_sigint() {
         if let Some(exit) = child.try_wait().expect("wait") {
             break exit;
         }
-        assert!(Instant::now() < deadline, "wsctl logs --follow did not stop on SIGINT");
+        assert!(
+            Instant::now() < deadline,
+            "wsctl logs --follow did not stop on SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     seen.extend(rx.try_iter());
     assert_eq!(exit.code(), Some(0), "Ctrl-C ends a follow normally");
-    for needle in ["before-start", "burst-1", "burst-2", "burst-3", "after-burst"] {
+    for needle in [
+        "before-start",
+        "burst-1",
+        "burst-2",
+        "burst-3",
+        "after-burst",
+    ] {
         let count = seen.iter().filter(|l| l.ends_with(needle)).count();
         assert_eq!(count, 1, "{needle} printed {count} times: {seen:#?}");
     }

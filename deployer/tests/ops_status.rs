@@ -19,7 +19,10 @@ async fn status_of_a_deployed_environment_in_text_and_json() {
         format!("Environment  {env} (us-east-1)"),
         format!("Stack        {service}  CREATE_COMPLETE"),
         format!("Service      {service}  ACTIVE  desired 1  running 1  pending 0"),
-        format!("Release      revision 2  {}:2222222  commit 2222222", ops_support::repository_uri(&env)),
+        format!(
+            "Release      revision 2  {}:2222222  commit 2222222",
+            ops_support::repository_uri(&env)
+        ),
         "Endpoint     ws://".to_owned(),
         "PRIMARY  COMPLETED".to_owned(),
     ] {
@@ -36,10 +39,20 @@ async fn status_of_a_deployed_environment_in_text_and_json() {
     assert_eq!(json["release"]["revision"], 2);
     assert_eq!(json["release"]["image_tag"], "2222222");
     assert_eq!(json["latest_revision"], 2);
-    assert_eq!(json["stack_revision"], 1, "the stack's own revision stays 1");
+    assert_eq!(
+        json["stack_revision"], 1,
+        "the stack's own revision stays 1"
+    );
     assert_eq!(json["deployments"][0]["rollout_state"], "COMPLETED");
-    assert!(json["endpoint"].as_str().is_some_and(|e| e.starts_with("ws://") && e.ends_with("/ws")));
-    assert!(json["findings"].as_array().is_some_and(Vec::is_empty), "{json}");
+    assert!(
+        json["endpoint"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("ws://") && e.ends_with("/ws"))
+    );
+    assert!(
+        json["findings"].as_array().is_some_and(Vec::is_empty),
+        "{json}"
+    );
     assert_eq!(json["healthy"], true);
 }
 

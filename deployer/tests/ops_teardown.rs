@@ -11,9 +11,10 @@ async fn stack_exists(deployed: &Deployed) -> bool {
         .send()
         .await
         .is_ok_and(|out| {
-            out.stacks()
-                .iter()
-                .any(|s| s.stack_status().is_some_and(|st| st.as_str() != "DELETE_COMPLETE"))
+            out.stacks().iter().any(|s| {
+                s.stack_status()
+                    .is_some_and(|st| st.as_str() != "DELETE_COMPLETE")
+            })
         })
 }
 
@@ -24,15 +25,32 @@ async fn teardown_removes_the_stack_and_a_second_run_is_a_clean_no_op() {
     deployed.release("2222222").await;
 
     let out = wsctl(&["teardown", "--env", &env, "--yes"]);
-    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let err = stderr(&out);
-    assert!(err.contains("AWS::ECS::Service"), "the plan lists what goes:\n{err}");
+    assert!(
+        err.contains("AWS::ECS::Service"),
+        "the plan lists what goes:\n{err}"
+    );
     assert!(err.contains("2 image(s) deleted"), "{err}");
     assert!(err.contains("DELETE_COMPLETE"), "{err}");
     assert!(stdout(&out).contains(&format!("Environment {env} is gone.")));
     assert!(!stack_exists(&deployed).await);
-    let images = deployed.ecr().list_images().repository_name(deployed.service()).send().await;
-    assert!(images.map_or(true, |i| i.image_ids().is_empty()), "repository emptied");
+    let images = deployed
+        .ecr()
+        .list_images()
+        .repository_name(deployed.service())
+        .send()
+        .await;
+    assert!(
+        images.map_or(true, |i| i.image_ids().is_empty()),
+        "repository emptied"
+    );
     let active = deployed
         .ecs()
         .list_task_definitions()
@@ -41,11 +59,19 @@ async fn teardown_removes_the_stack_and_a_second_run_is_a_clean_no_op() {
         .send()
         .await
         .expect("list");
-    assert_eq!(active.task_definition_arns(), Vec::<String>::new().as_slice(), "releases retired");
+    assert_eq!(
+        active.task_definition_arns(),
+        Vec::<String>::new().as_slice(),
+        "releases retired"
+    );
 
     let again = wsctl(&["teardown", "--env", &env, "--yes"]);
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
-    assert!(stdout(&again).contains("Nothing to tear down"), "{}", stdout(&again));
+    assert!(
+        stdout(&again).contains("Nothing to tear down"),
+        "{}",
+        stdout(&again)
+    );
 }
 
 #[tokio::test]
@@ -57,6 +83,86 @@ async fn teardown_without_a_terminal_or_yes_refuses_and_keeps_everything() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
     assert!(stack_exists(&deployed).await);
-    let images = deployed.ecr().list_images().repository_name(deployed.service()).send().await.expect("repo");
+    let images = deployed
+        .ecr()
+        .list_images()
+        .repository_name(deployed.service())
+        .send()
+        .await
+        .expect("repo");
     assert_eq!(images.image_ids().len(), 1);
+}
+
+/// Runs `wsctl teardown` on a pseudo-terminal (util-linux `script`), typing `answer`.
+fn teardown_on_a_terminal(env: &str, answer: &str) -> (Option<i32>, String) {
+    use std::io::{Read as _, Write as _};
+    let line = format!(
+        "{} teardown --env {env} --config /nonexistent/wsctl.yaml",
+        env!("CARGO_BIN_EXE_wsctl")
+    );
+    let probe = ops_support::wsctl_command(&[]);
+    let mut command = std::process::Command::new("script");
+    command.args(["-qec", &line, "/dev/null"]);
+    for (key, value) in probe.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs wsctl on a pseudo-terminal");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{answer}\n").as_bytes())
+        .expect("type the answer");
+    // Keep the terminal open until wsctl is done with it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "teardown did not finish"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    drop(stdin);
+    let mut screen = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut screen)
+        .expect("read screen");
+    (status.code(), screen)
+}
+
+#[tokio::test]
+async fn on_a_terminal_teardown_needs_the_environment_name_typed() {
+    let env = unique_env("tt");
+    let deployed = Deployed::create(&env, "1111111").await;
+
+    let (code, screen) = teardown_on_a_terminal(&env, "prod");
+    assert_eq!(code, Some(1), "{screen}");
+    assert!(
+        screen.contains(&format!("Type the environment name ({env})")),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("teardown cancelled, nothing was changed"),
+        "{screen}"
+    );
+    assert!(stack_exists(&deployed).await);
+
+    let (code, screen) = teardown_on_a_terminal(&env, &env);
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(
+        screen.contains(&format!("Environment {env} is gone.")),
+        "{screen}"
+    );
+    assert!(!stack_exists(&deployed).await);
 }

@@ -38,7 +38,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         .as_ref()
         .map_or_else(|| env.service.clone(), |rev| rev.family.clone());
     let limit = (args.limit > 0).then_some(args.limit);
-    let releases = release::list(&clients.ecs, &clients.ecr, &family, live.revision.as_ref(), limit).await?;
+    let releases = release::list(
+        &clients.ecs,
+        &clients.ecr,
+        &family,
+        live.revision.as_ref(),
+        limit,
+    )
+    .await?;
     match global.output {
         Format::Json => output::print_json(&serde_json::json!({
             "environment": env.name,
@@ -63,7 +70,9 @@ fn render(family: &str, releases: &[Release]) -> String {
                 if r.running { "*".into() } else { String::new() },
                 r.revision.to_string(),
                 r.image_tag.clone().unwrap_or_else(|| "-".into()),
-                r.image_digest.as_deref().map_or_else(|| "-".into(), short_digest),
+                r.image_digest
+                    .as_deref()
+                    .map_or_else(|| "-".into(), short_digest),
                 r.git_commit.clone().unwrap_or_else(|| "-".into()),
                 r.registered_at
                     .map_or_else(|| "-".into(), |t| format!("{} ago", when::age(&t, &now))),
@@ -88,5 +97,9 @@ fn render(family: &str, releases: &[Release]) -> String {
 pub fn short_digest(digest: &str) -> String {
     let (algo, hex) = digest.split_once(':').unwrap_or(("", digest));
     let hex: String = hex.chars().take(12).collect();
-    if algo.is_empty() { hex } else { format!("{algo}:{hex}") }
+    if algo.is_empty() {
+        hex
+    } else {
+        format!("{algo}:{hex}")
+    }
 }

@@ -73,7 +73,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
     let target = release::list::describe(&clients.ecs, revision, arn).await?;
     check_image(&clients, &target).await?;
 
-    let from = running.map_or_else(|| "an unknown revision".to_owned(), |n| format!("revision {n}"));
+    let from = running.map_or_else(
+        || "an unknown revision".to_owned(),
+        |n| format!("revision {n}"),
+    );
     eprintln!(
         "Rolling back {} from {from} to revision {} ({})",
         live.name,
@@ -89,10 +92,19 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         .task_definition(&target.task_definition_arn)
         .send()
         .await
-        .with_context(|| format!("updating service {} to revision {}", live.name, target.revision))?;
+        .with_context(|| {
+            format!(
+                "updating service {} to revision {}",
+                live.name, target.revision
+            )
+        })?;
     let deployment_id = updated
         .service()
-        .and_then(|s| s.deployments().iter().find(|d| d.status() == Some("PRIMARY")))
+        .and_then(|s| {
+            s.deployments()
+                .iter()
+                .find(|d| d.status() == Some("PRIMARY"))
+        })
         .and_then(|d| d.id())
         .map(str::to_owned);
 
@@ -109,7 +121,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         since,
     };
     let progress = Progress::new();
-    let report = rollout::wait(&wait_clients, &wait_target, &progress, &Interrupt::install()).await?;
+    let report = rollout::wait(
+        &wait_clients,
+        &wait_target,
+        &progress,
+        &Interrupt::install(),
+    )
+    .await?;
     match global.output {
         Format::Json => output::print_json(&Outcome {
             environment: &env.name,
@@ -120,9 +138,16 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
             elapsed_seconds: report.elapsed.as_secs_f64(),
         })?,
         Format::Text if report.exit() == Exit::Success => {
-            println!("Rolled back to revision {}: {} runs.", target.revision, target.image);
+            println!(
+                "Rolled back to revision {}: {} runs.",
+                target.revision, target.image
+            );
         }
-        Format::Text => println!("Rollback to revision {}: {}", target.revision, report.verdict.describe()),
+        Format::Text => println!(
+            "Rollback to revision {}: {}",
+            target.revision,
+            report.verdict.describe()
+        ),
     }
     if report.exit() == Exit::Interrupted {
         eprintln!("{}", rollout::wait::resume_hint(&env.name, &report));

@@ -59,7 +59,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
             elb: clients.elb.clone(),
             logs: clients.logs.clone(),
         };
-        let report = rollout::wait(&wait_clients, &target, &Progress::new(), &Interrupt::install()).await?;
+        let report = rollout::wait(
+            &wait_clients,
+            &target,
+            &Progress::new(),
+            &Interrupt::install(),
+        )
+        .await?;
         exit = report.exit();
         if exit == Exit::Interrupted {
             eprintln!("{}", rollout::wait::resume_hint(&env.name, &report));
@@ -70,7 +76,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
     let mut status = gather::gather(&clients, &env).await?;
     status.rollout = verdict;
     if status.stack.is_none() && status.service.is_none() {
-        return Err(live_service::not_found(&env, &clients.region, None, &env.cluster, &env.service));
+        return Err(live_service::not_found(
+            &env,
+            &clients.region,
+            None,
+            &env.cluster,
+            &env.service,
+        ));
     }
     match global.output {
         Format::Json => output::print_json(&status)?,

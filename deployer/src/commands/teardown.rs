@@ -69,16 +69,24 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         stack: env.stack_name.clone(),
         ..Outcome::default()
     };
-    let Some(stack) = live_service::describe_stack(&clients.cloudformation, &env.stack_name).await? else {
+    let Some(stack) =
+        live_service::describe_stack(&clients.cloudformation, &env.stack_name).await?
+    else {
         outcome.status = "absent".into();
-        report(global, &outcome, &format!(
-            "Nothing to tear down: stack {} does not exist in {}.",
-            env.stack_name, clients.region
-        ))?;
+        report(
+            global,
+            &outcome,
+            &format!(
+                "Nothing to tear down: stack {} does not exist in {}.",
+                env.stack_name, clients.region
+            ),
+        )?;
         return Ok(Exit::Success);
     };
     let stack_id = stack.stack_id().unwrap_or(&env.stack_name).to_owned();
-    let already_deleting = stack.stack_status().is_some_and(|s| s.as_str() == "DELETE_IN_PROGRESS");
+    let already_deleting = stack
+        .stack_status()
+        .is_some_and(|s| s.as_str() == "DELETE_IN_PROGRESS");
 
     let resources = plan::resources(&clients.cloudformation, &stack_id).await?;
     let repository_name = plan::physical_id(&resources, "AWS::ECR::Repository")
@@ -90,7 +98,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         release::revisions(&clients.ecs, &env.service),
     );
     let (images, revisions) = (images?, revisions?);
-    eprint!("{}", plan::render(&env.stack_name, &resources, images.len(), revisions.len()));
+    eprint!(
+        "{}",
+        plan::render(&env.stack_name, &resources, images.len(), revisions.len())
+    );
     if already_deleting {
         eprintln!("The stack is already being deleted; watching it.");
     } else {
@@ -112,18 +123,24 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         match scaled {
             Ok(_) => step.finish(format!("{service} desired count 0")),
             // Gone already (or never created): nothing runs.
-            Err(err) if err.as_service_error().is_some_and(|e| {
-                e.is_service_not_found_exception()
-                    || e.is_service_not_active_exception()
-                    || e.is_cluster_not_found_exception()
-            }) => step.finish("no service"),
+            Err(err)
+                if err.as_service_error().is_some_and(|e| {
+                    e.is_service_not_found_exception()
+                        || e.is_service_not_active_exception()
+                        || e.is_cluster_not_found_exception()
+                }) =>
+            {
+                step.finish("no service")
+            }
             Err(err) => {
                 step.fail("could not scale the service down");
-                return Err(err).with_context(|| format!("scaling {service} to zero before deleting it"));
+                return Err(err)
+                    .with_context(|| format!("scaling {service} to zero before deleting it"));
             }
         };
         let step = progress.step(format!("empty repository {repository_name}"));
-        outcome.images_deleted = repository::delete(&clients.ecr, &repository_name, &images).await?;
+        outcome.images_deleted =
+            repository::delete(&clients.ecr, &repository_name, &images).await?;
         step.finish(format!("{} image(s) deleted", outcome.images_deleted));
 
         if interrupt.is_set() {
@@ -144,7 +161,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
     }
     let since = SystemTime::now() - std::time::Duration::from_secs(1);
     let step = progress.step(format!("delete stack {}", env.stack_name));
-    let watched = events::watch(&clients.cloudformation, &stack_id, since, &step, &interrupt).await?;
+    let watched =
+        events::watch(&clients.cloudformation, &stack_id, since, &step, &interrupt).await?;
     outcome.status = watched.status.clone();
     if watched.interrupted {
         step.fail("interrupted; CloudFormation goes on deleting");
@@ -167,7 +185,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         outcome.revisions_deregistered
     ));
     outcome.deleted = true;
-    report(global, &outcome, &format!("Environment {} is gone.", env.name))?;
+    report(
+        global,
+        &outcome,
+        &format!("Environment {} is gone.", env.name),
+    )?;
     Ok(Exit::Success)
 }
 

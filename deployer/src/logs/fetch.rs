@@ -47,7 +47,10 @@ where
 {
     match result {
         Ok(value) => Ok(value),
-        Err(err) if err.as_service_error().and_then(|e| e.code()) == Some("ResourceNotFoundException") => {
+        Err(err)
+            if err.as_service_error().and_then(|e| e.code())
+                == Some("ResourceNotFoundException") =>
+        {
             Err(missing_group(log_group))
         }
         Err(err) => Err(err).with_context(|| format!("reading log group {log_group}")),

@@ -45,6 +45,10 @@ impl Event {
 /// Orders events by time; ties keep the order CloudWatch ingested them in.
 pub fn sort(events: &mut [Event]) {
     events.sort_by(|a, b| {
-        (a.timestamp, a.ingestion_time, &a.event_id).cmp(&(b.timestamp, b.ingestion_time, &b.event_id))
+        (a.timestamp, a.ingestion_time, &a.event_id).cmp(&(
+            b.timestamp,
+            b.ingestion_time,
+            &b.event_id,
+        ))
     });
 }

@@ -39,7 +39,11 @@ fn event_time(event: &Event) -> String {
 fn readable(event: &Event) -> String {
     let task = event.task();
     let Some(object) = parse_object(&event.message) else {
-        return format!("{task}  {}  {}", event_time(event), event.message.trim_end());
+        return format!(
+            "{task}  {}  {}",
+            event_time(event),
+            event.message.trim_end()
+        );
     };
     let time = object
         .get("timestamp")
@@ -47,7 +51,10 @@ fn readable(event: &Event) -> String {
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .map_or_else(
             || event_time(event),
-            |t| t.to_utc().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            |t| {
+                t.to_utc()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            },
         );
     let level = object.get("level").and_then(Value::as_str).unwrap_or("-");
     // Older tracing JSON nests the event's fields under "fields".
@@ -61,7 +68,12 @@ fn readable(event: &Event) -> String {
     let extra = object
         .iter()
         .filter(|(k, _)| !SHOWN_APART.contains(&k.as_str()) && k.as_str() != "fields")
-        .chain(nested.into_iter().flatten().filter(|(k, _)| k.as_str() != "message"));
+        .chain(
+            nested
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| k.as_str() != "message"),
+        );
     for (key, value) in extra {
         out.push_str(&format!("  {key}={}", text(value)));
     }
@@ -75,7 +87,10 @@ fn json(event: &Event) -> Value {
     out.insert("task".into(), Value::String(event.task().to_owned()));
     out.insert("stream".into(), Value::String(event.stream.clone()));
     out.insert("event_id".into(), Value::String(event.event_id.clone()));
-    out.insert("message".into(), Value::String(event.message.trim_end().to_owned()));
+    out.insert(
+        "message".into(),
+        Value::String(event.message.trim_end().to_owned()),
+    );
     if let Some(object) = parse_object(&event.message) {
         out.insert("fields".into(), Value::Object(object));
     }
@@ -122,17 +137,24 @@ mod tests {
         );
         let shown = line(&e, Style::Readable);
         assert!(
-            shown.starts_with("0123456789abcdef  2024-05-01T12:00:00.250Z  INFO   client connected  "),
+            shown.starts_with(
+                "0123456789abcdef  2024-05-01T12:00:00.250Z  INFO   client connected  "
+            ),
             "{shown}"
         );
         // The server's own fields follow, each once; the target is left out.
-        assert!(shown.contains("  connection_id=c-1") && shown.contains("  clients=3"), "{shown}");
+        assert!(
+            shown.contains("  connection_id=c-1") && shown.contains("  clients=3"),
+            "{shown}"
+        );
         assert!(!shown.contains("ws_server::hub"), "{shown}");
     }
 
     #[test]
     fn nested_fields_and_plain_lines_are_readable_too() {
-        let nested = event(r#"{"timestamp":"2024-05-01T12:00:00Z","level":"WARN","fields":{"message":"slow","ms":900}}"#);
+        let nested = event(
+            r#"{"timestamp":"2024-05-01T12:00:00Z","level":"WARN","fields":{"message":"slow","ms":900}}"#,
+        );
         assert_eq!(
             line(&nested, Style::Readable),
             "0123456789abcdef  2024-05-01T12:00:00.000Z  WARN   slow  ms=900"
@@ -147,7 +169,10 @@ mod tests {
     #[test]
     fn raw_and_json_keep_the_message() {
         let e = event(r#"{"level":"ERROR","message":"boom"}"#);
-        assert_eq!(line(&e, Style::Raw), r#"0123456789abcdef  {"level":"ERROR","message":"boom"}"#);
+        assert_eq!(
+            line(&e, Style::Raw),
+            r#"0123456789abcdef  {"level":"ERROR","message":"boom"}"#
+        );
         let value: Value = serde_json::from_str(&line(&e, Style::Json)).expect("json");
         assert_eq!(value["task"], "0123456789abcdef");
         assert_eq!(value["fields"]["level"], "ERROR");

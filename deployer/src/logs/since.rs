@@ -63,7 +63,10 @@ mod tests {
     fn rfc3339_is_an_absolute_time() {
         let now = Utc::now();
         assert_eq!(parse("1970-01-01T00:01:00Z", now).expect("time"), 60_000);
-        assert_eq!(parse("1970-01-01T01:01:00+01:00", now).expect("offset"), 60_000);
+        assert_eq!(
+            parse("1970-01-01T01:01:00+01:00", now).expect("offset"),
+            60_000
+        );
     }
 
     #[test]

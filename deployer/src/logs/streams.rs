@@ -27,7 +27,11 @@ pub async fn for_task(
     let mut searched = 0;
     while let Some(page) = pages.next().await {
         let page = super::fetch::or_missing(page, log_group)?;
-        for name in page.log_streams().iter().filter_map(|s| s.log_stream_name()) {
+        for name in page
+            .log_streams()
+            .iter()
+            .filter_map(|s| s.log_stream_name())
+        {
             let id = name.rsplit('/').next().unwrap_or(name);
             if id.starts_with(task) || name.starts_with(task) {
                 matched.push(name.to_owned());

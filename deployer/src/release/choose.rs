@@ -66,15 +66,27 @@ mod tests {
 
     #[test]
     fn defaults_to_the_newest_release_before_the_running_one() {
-        assert_eq!(choose("f", &[5, 4, 2], Some(5), None).expect("4"), Choice::Revision(4));
+        assert_eq!(
+            choose("f", &[5, 4, 2], Some(5), None).expect("4"),
+            Choice::Revision(4)
+        );
         // After an earlier rollback to 4, "previous" means older than 4, not the newer 5.
-        assert_eq!(choose("f", &[5, 4, 2], Some(4), None).expect("2"), Choice::Revision(2));
+        assert_eq!(
+            choose("f", &[5, 4, 2], Some(4), None).expect("2"),
+            Choice::Revision(2)
+        );
     }
 
     #[test]
     fn a_requested_revision_must_be_an_active_release() {
-        assert_eq!(choose("f", &[5, 4], Some(5), Some(4)).expect("4"), Choice::Revision(4));
-        assert_eq!(choose("f", &[5, 4], Some(4), Some(5)).expect("5"), Choice::Revision(5));
+        assert_eq!(
+            choose("f", &[5, 4], Some(5), Some(4)).expect("4"),
+            Choice::Revision(4)
+        );
+        assert_eq!(
+            choose("f", &[5, 4], Some(4), Some(5)).expect("5"),
+            Choice::Revision(5)
+        );
         assert_eq!(
             choose("f", &[5, 4], Some(5), Some(5)).expect("same"),
             Choice::AlreadyRunning(5)
@@ -88,6 +100,10 @@ mod tests {
     fn nothing_older_is_a_refusal() {
         let err = choose("f", &[1], Some(1), None).expect_err("first release");
         assert_eq!(classify(&err), Exit::Usage);
-        assert!(err.to_string().contains("older than the running revision 1"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("older than the running revision 1"),
+            "{err}"
+        );
     }
 }

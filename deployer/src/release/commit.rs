@@ -17,7 +17,11 @@ pub fn find<'a>(
         .find(|pair| named(*pair))
         .or_else(|| labels.into_iter().find(|pair| named(*pair)))
         .map(|(_, value)| value.to_owned())
-        .or_else(|| image_tag.filter(|tag| looks_like_commit(tag)).map(str::to_owned))
+        .or_else(|| {
+            image_tag
+                .filter(|tag| looks_like_commit(tag))
+                .map(str::to_owned)
+        })
 }
 
 fn looks_like_commit(tag: &str) -> bool {
@@ -33,8 +37,14 @@ mod tests {
     fn prefers_the_recorded_tag_then_label_then_image_tag() {
         let tags = [("wsctl:env", "dev"), ("wsctl:git-commit", "abc1234")];
         let labels = [("org.opencontainers.image.revision", "def5678")];
-        assert_eq!(find(tags, labels, Some("0123456")).as_deref(), Some("abc1234"));
-        assert_eq!(find([], labels, Some("0123456")).as_deref(), Some("def5678"));
+        assert_eq!(
+            find(tags, labels, Some("0123456")).as_deref(),
+            Some("abc1234")
+        );
+        assert_eq!(
+            find([], labels, Some("0123456")).as_deref(),
+            Some("def5678")
+        );
         assert_eq!(find([], [], Some("0123456")).as_deref(), Some("0123456"));
         assert_eq!(
             find([], [], Some("0123456-dirty-9f8e7d")).as_deref(),

@@ -23,7 +23,9 @@ impl ImageRef {
             None => (rest, None),
         };
         let (registry, repository) = match name.split_once('/') {
-            Some((host, path)) if host.contains('.') || host.contains(':') || host == "localhost" => {
+            Some((host, path))
+                if host.contains('.') || host.contains(':') || host == "localhost" =>
+            {
                 (host.to_owned(), path.to_owned())
             }
             _ => (String::new(), name.to_owned()),
@@ -51,7 +53,10 @@ mod tests {
         let image = ImageRef::parse(
             "123456789012.dkr.ecr.us-east-1.amazonaws.com/agenticai-websocket-dev:3f2a9c1",
         );
-        assert_eq!(image.registry, "123456789012.dkr.ecr.us-east-1.amazonaws.com");
+        assert_eq!(
+            image.registry,
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+        );
         assert_eq!(image.repository, "agenticai-websocket-dev");
         assert_eq!(image.tag.as_deref(), Some("3f2a9c1"));
         assert_eq!(image.digest, None);
@@ -63,11 +68,17 @@ mod tests {
         let image = ImageRef::parse("127.0.0.1:5000/team/web@sha256:abc");
         assert_eq!(image.registry, "127.0.0.1:5000");
         assert_eq!(image.repository, "team/web");
-        assert_eq!((image.tag, image.digest.as_deref()), (None, Some("sha256:abc")));
+        assert_eq!(
+            (image.tag, image.digest.as_deref()),
+            (None, Some("sha256:abc"))
+        );
         assert!(!ImageRef::parse("127.0.0.1:5000/web:1").is_ecr());
 
         let hub = ImageRef::parse("nginx:1.27");
-        assert_eq!((hub.registry.as_str(), hub.repository.as_str()), ("", "nginx"));
+        assert_eq!(
+            (hub.registry.as_str(), hub.repository.as_str()),
+            ("", "nginx")
+        );
         assert_eq!(hub.tag.as_deref(), Some("1.27"));
     }
 }

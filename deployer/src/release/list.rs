@@ -41,7 +41,10 @@ fn serialize_time<S: serde::Serializer>(
 
 /// The ACTIVE revisions of `family` as (revision, ARN), newest first. `family_prefix` also
 /// matches longer family names, so the family is compared exactly.
-pub async fn revisions(ecs: &aws_sdk_ecs::Client, family: &str) -> anyhow::Result<Vec<(Revision, String)>> {
+pub async fn revisions(
+    ecs: &aws_sdk_ecs::Client,
+    family: &str,
+) -> anyhow::Result<Vec<(Revision, String)>> {
     let arns: Vec<String> = ecs
         .list_task_definitions()
         .family_prefix(family)
@@ -58,7 +61,7 @@ pub async fn revisions(ecs: &aws_sdk_ecs::Client, family: &str) -> anyhow::Resul
         .filter_map(|arn| Revision::parse(&arn).map(|rev| (rev, arn)))
         .filter(|(rev, _)| rev.family == family)
         .collect();
-    revisions.sort_by(|a, b| b.0.number.cmp(&a.0.number));
+    revisions.sort_by_key(|(rev, _)| std::cmp::Reverse(rev.number));
     Ok(revisions)
 }
 
@@ -80,7 +83,7 @@ pub async fn list(
         .buffer_unordered(8)
         .try_collect()
         .await?;
-    releases.sort_by(|a, b| b.revision.cmp(&a.revision));
+    releases.sort_by_key(|r| std::cmp::Reverse(r.revision));
     let images: Vec<String> = releases.iter().map(|r| r.image.clone()).collect();
     let found = presence::check(ecr, &images).await?;
     for release in &mut releases {
@@ -116,7 +119,10 @@ pub async fn describe(
             .find(|c| c.essential() != Some(false))
             .or_else(|| containers.first())
     });
-    let image = container.and_then(|c| c.image()).unwrap_or_default().to_owned();
+    let image = container
+        .and_then(|c| c.image())
+        .unwrap_or_default()
+        .to_owned();
     let parsed = ImageRef::parse(&image);
     let tags = response
         .tags()
@@ -139,7 +145,9 @@ pub async fn describe(
         image_digest: parsed.digest,
         image,
         git_commit,
-        registered_at: definition.and_then(|d| d.registered_at()).and_then(when::utc),
+        registered_at: definition
+            .and_then(|d| d.registered_at())
+            .and_then(when::utc),
         running: false,
         image_in_repository: Presence::Unknown,
     })

@@ -71,11 +71,16 @@ async fn check_repository(
                     .as_service_error()
                     .is_some_and(|e| e.is_repository_not_found_exception()) =>
             {
-                out.extend(chunk.iter().map(|(name, _)| (name.clone(), Presence::Missing)));
+                out.extend(
+                    chunk
+                        .iter()
+                        .map(|(name, _)| (name.clone(), Presence::Missing)),
+                );
                 continue;
             }
             Err(err) => {
-                return Err(err).with_context(|| format!("looking up images in ECR repository {repository}"));
+                return Err(err)
+                    .with_context(|| format!("looking up images in ECR repository {repository}"));
             }
         };
         for (name, image) in chunk {
@@ -88,7 +93,10 @@ async fn check_repository(
                 };
                 matches.then(|| id.image_digest().map(str::to_owned))
             });
-            out.push((name.clone(), found.map_or(Presence::Missing, Presence::Present)));
+            out.push((
+                name.clone(),
+                found.map_or(Presence::Missing, Presence::Present),
+            ));
         }
     }
     Ok(out)

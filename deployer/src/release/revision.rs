@@ -36,8 +36,14 @@ mod tests {
     fn parses_arns_and_short_names() {
         let arn = "arn:aws:ecs:us-east-1:123456789012:task-definition/agenticai-websocket-dev:12";
         let rev = Revision::parse(arn).expect("arn");
-        assert_eq!((rev.family.as_str(), rev.number), ("agenticai-websocket-dev", 12));
-        assert_eq!(Revision::parse("web:3").expect("short").to_string(), "web:3");
+        assert_eq!(
+            (rev.family.as_str(), rev.number),
+            ("agenticai-websocket-dev", 12)
+        );
+        assert_eq!(
+            Revision::parse("web:3").expect("short").to_string(),
+            "web:3"
+        );
         assert_eq!(Revision::parse("web"), None);
         assert_eq!(Revision::parse("web:x"), None);
         assert_eq!(Revision::parse(":3"), None);

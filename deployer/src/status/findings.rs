@@ -10,7 +10,10 @@ pub fn assess(status: &Status) -> Vec<String> {
     if let Some(stack) = &status.stack {
         let s = stack.status.as_str();
         if s.ends_with("_FAILED") || s.contains("ROLLBACK") {
-            let reason = stack.reason.as_deref().map_or(String::new(), |r| format!(": {r}"));
+            let reason = stack
+                .reason
+                .as_deref()
+                .map_or(String::new(), |r| format!(": {r}"));
             findings.push(format!("stack {} is {s}{reason}", stack.name));
         } else if s.ends_with("_IN_PROGRESS") {
             findings.push(format!("stack {} is {s}", stack.name));
@@ -20,7 +23,9 @@ pub fn assess(status: &Status) -> Vec<String> {
         return findings;
     };
     for d in &status.deployments {
-        let revision = d.revision.map_or_else(|| d.task_definition.clone(), |r| format!("revision {r}"));
+        let revision = d
+            .revision
+            .map_or_else(|| d.task_definition.clone(), |r| format!("revision {r}"));
         match d.rollout_state.as_deref() {
             Some("FAILED") => findings.push(format!(
                 "deployment {} ({revision}) failed: {}",
@@ -59,7 +64,11 @@ pub fn assess(status: &Status) -> Vec<String> {
     for task in status.tasks.iter().filter(|t| t.health == "UNHEALTHY") {
         findings.push(format!("task {} is UNHEALTHY", task.id));
     }
-    for target in status.targets.iter().filter(|t| !matches!(t.state.as_str(), "healthy" | "initial" | "draining")) {
+    for target in status
+        .targets
+        .iter()
+        .filter(|t| !matches!(t.state.as_str(), "healthy" | "initial" | "draining"))
+    {
         let why = target
             .description
             .as_deref()
@@ -68,7 +77,10 @@ pub fn assess(status: &Status) -> Vec<String> {
         findings.push(format!("target {} is {}{why}", target.id, target.state));
     }
     for alarm in status.alarms.iter().filter(|a| a.state == "ALARM") {
-        let why = alarm.reason.as_deref().map_or(String::new(), |r| format!(": {r}"));
+        let why = alarm
+            .reason
+            .as_deref()
+            .map_or(String::new(), |r| format!(": {r}"));
         findings.push(format!("alarm {} is firing{why}", alarm.name));
     }
     findings

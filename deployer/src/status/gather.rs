@@ -11,8 +11,8 @@ use chrono::Utc;
 
 use super::metrics;
 use super::model::{
-    AlarmState, DeploymentState, EventState, Metrics, ServiceState, StackState, Status, TargetState,
-    TaskState,
+    AlarmState, DeploymentState, EventState, Metrics, ServiceState, StackState, Status,
+    TargetState, TaskState,
 };
 use crate::clients::Clients;
 use crate::live_service;
@@ -35,22 +35,35 @@ pub async fn gather(clients: &Clients, env: &Environment) -> anyhow::Result<Stat
     );
     let stack = stack?;
     let (cluster, name) = live_service::names(env, stack.as_ref());
-    let (service, task_arns) = if (cluster.as_str(), name.as_str()) == (env.cluster.as_str(), env.service.as_str()) {
-        (service?, task_arns?)
-    } else {
-        // The stack names a service the settings did not guess: read that one.
-        let (service, tasks) = tokio::join!(
-            live_service::describe_service(&clients.ecs, &cluster, &name),
-            list_tasks(clients, &cluster, &name),
-        );
-        (service?, tasks?)
-    };
-    let outputs = stack.as_ref().map(live_service::outputs).unwrap_or_default();
-    let running = service.as_ref().and_then(|s| s.task_definition()).and_then(Revision::parse);
-    let family = running.as_ref().map_or_else(|| env.service.clone(), |r| r.family.clone());
+    let (service, task_arns) =
+        if (cluster.as_str(), name.as_str()) == (env.cluster.as_str(), env.service.as_str()) {
+            (service?, task_arns?)
+        } else {
+            // The stack names a service the settings did not guess: read that one.
+            let (service, tasks) = tokio::join!(
+                live_service::describe_service(&clients.ecs, &cluster, &name),
+                list_tasks(clients, &cluster, &name),
+            );
+            (service?, tasks?)
+        };
+    let outputs = stack
+        .as_ref()
+        .map(live_service::outputs)
+        .unwrap_or_default();
+    let running = service
+        .as_ref()
+        .and_then(|s| s.task_definition())
+        .and_then(Revision::parse);
+    let family = running
+        .as_ref()
+        .map_or_else(|| env.service.clone(), |r| r.family.clone());
     let target_group = service
         .as_ref()
-        .and_then(|s| s.load_balancers().iter().find_map(|lb| lb.target_group_arn()))
+        .and_then(|s| {
+            s.load_balancers()
+                .iter()
+                .find_map(|lb| lb.target_group_arn())
+        })
         .map(str::to_owned)
         .or_else(|| outputs.get("TargetGroupArn").cloned());
 
@@ -59,7 +72,9 @@ pub async fn gather(clients: &Clients, env: &Environment) -> anyhow::Result<Stat
         async {
             match (&running, service.as_ref().and_then(|s| s.task_definition())) {
                 (Some(rev), Some(arn)) => {
-                    release::list::describe(&clients.ecs, rev.clone(), arn.to_owned()).await.map(Some)
+                    release::list::describe(&clients.ecs, rev.clone(), arn.to_owned())
+                        .await
+                        .map(Some)
                 }
                 _ => Ok(None),
             }
@@ -119,8 +134,19 @@ pub async fn gather(clients: &Clients, env: &Environment) -> anyhow::Result<Stat
     Ok(status)
 }
 
-async fn list_tasks(clients: &Clients, cluster: &str, service: &str) -> anyhow::Result<Vec<String>> {
-    match clients.ecs.list_tasks().cluster(cluster).service_name(service).send().await {
+async fn list_tasks(
+    clients: &Clients,
+    cluster: &str,
+    service: &str,
+) -> anyhow::Result<Vec<String>> {
+    match clients
+        .ecs
+        .list_tasks()
+        .cluster(cluster)
+        .service_name(service)
+        .send()
+        .await
+    {
         Ok(out) => Ok(out.task_arns().to_vec()),
         // A missing cluster or service is reported by describe_service.
         Err(err)
@@ -152,7 +178,10 @@ async fn describe_tasks(
             .send()
     });
     let mut tasks = Vec::new();
-    for out in futures_util::future::try_join_all(calls).await.context("describing tasks")? {
+    for out in futures_util::future::try_join_all(calls)
+        .await
+        .context("describing tasks")?
+    {
         tasks.extend(out.tasks().iter().cloned());
     }
     tasks.sort_by_key(|t| t.started_at().or(t.created_at()).map(|d| d.secs()));
@@ -175,16 +204,28 @@ async fn alarms(clients: &Clients, service: &str) -> anyhow::Result<Vec<AlarmSta
             name: a.alarm_name().unwrap_or_default().to_owned(),
             state: a.state_value().map_or("UNKNOWN", |s| s.as_str()).to_owned(),
             reason: a.state_reason().map(str::to_owned),
-            updated_at: a.state_updated_timestamp().and_then(when::utc).map(|t| when::rfc3339(&t)),
+            updated_at: a
+                .state_updated_timestamp()
+                .and_then(when::utc)
+                .map(|t| when::rfc3339(&t)),
         })
         .collect())
 }
 
-async fn target_health(clients: &Clients, target_group: Option<&str>) -> anyhow::Result<Vec<TargetState>> {
+async fn target_health(
+    clients: &Clients,
+    target_group: Option<&str>,
+) -> anyhow::Result<Vec<TargetState>> {
     let Some(arn) = target_group else {
         return Ok(Vec::new());
     };
-    let out = match clients.elb.describe_target_health().target_group_arn(arn).send().await {
+    let out = match clients
+        .elb
+        .describe_target_health()
+        .target_group_arn(arn)
+        .send()
+        .await
+    {
         Ok(out) => out,
         Err(err)
             if err
@@ -201,13 +242,19 @@ async fn target_health(clients: &Clients, target_group: Option<&str>) -> anyhow:
         .map(|d| {
             let health = d.target_health();
             TargetState {
-                id: d.target().and_then(|t| t.id()).unwrap_or_default().to_owned(),
+                id: d
+                    .target()
+                    .and_then(|t| t.id())
+                    .unwrap_or_default()
+                    .to_owned(),
                 port: d.target().and_then(|t| t.port()),
                 state: health
                     .and_then(|h| h.state())
                     .map_or("unknown", |s| s.as_str())
                     .to_owned(),
-                reason: health.and_then(|h| h.reason()).map(|r| r.as_str().to_owned()),
+                reason: health
+                    .and_then(|h| h.reason())
+                    .map(|r| r.as_str().to_owned()),
                 description: health.and_then(|h| h.description()).map(str::to_owned),
             }
         })
@@ -217,7 +264,10 @@ async fn target_health(clients: &Clients, target_group: Option<&str>) -> anyhow:
 fn stack_state(stack: &Stack, name: &str) -> StackState {
     StackState {
         name: stack.stack_name().unwrap_or(name).to_owned(),
-        status: stack.stack_status().map_or("UNKNOWN", |s| s.as_str()).to_owned(),
+        status: stack
+            .stack_status()
+            .map_or("UNKNOWN", |s| s.as_str())
+            .to_owned(),
         reason: stack.stack_status_reason().map(str::to_owned),
         updated_at: stack
             .last_updated_time()
@@ -248,13 +298,19 @@ fn deployments(service: &Service) -> Vec<DeploymentState> {
             status: d.status().unwrap_or_default().to_owned(),
             rollout_state: d.rollout_state().map(|s| s.as_str().to_owned()),
             rollout_reason: d.rollout_state_reason().map(str::to_owned),
-            revision: d.task_definition().and_then(Revision::parse).map(|r| r.number),
+            revision: d
+                .task_definition()
+                .and_then(Revision::parse)
+                .map(|r| r.number),
             task_definition: d.task_definition().unwrap_or_default().to_owned(),
             desired: d.desired_count(),
             running: d.running_count(),
             pending: d.pending_count(),
             failed_tasks: d.failed_tasks(),
-            created_at: d.created_at().and_then(when::utc).map(|t| when::rfc3339(&t)),
+            created_at: d
+                .created_at()
+                .and_then(when::utc)
+                .map(|t| when::rfc3339(&t)),
         })
         .collect()
 }
@@ -267,10 +323,16 @@ fn task_state(task: &aws_sdk_ecs::types::Task, now: &chrono::DateTime<Utc>) -> T
             .and_then(|arn| arn.rsplit('/').next())
             .unwrap_or_default()
             .to_owned(),
-        revision: task.task_definition_arn().and_then(Revision::parse).map(|r| r.number),
+        revision: task
+            .task_definition_arn()
+            .and_then(Revision::parse)
+            .map(|r| r.number),
         last_status: task.last_status().unwrap_or("UNKNOWN").to_owned(),
         desired_status: task.desired_status().unwrap_or("UNKNOWN").to_owned(),
-        health: task.health_status().map_or("UNKNOWN", |h| h.as_str()).to_owned(),
+        health: task
+            .health_status()
+            .map_or("UNKNOWN", |h| h.as_str())
+            .to_owned(),
         availability_zone: task.availability_zone().map(str::to_owned),
         started_at: started.map(|t| when::rfc3339(&t)),
         age: started.map(|t| when::age(&t, now)),
@@ -284,7 +346,10 @@ fn events(service: &Service) -> Vec<EventState> {
         .iter()
         .take(EVENTS)
         .map(|e| EventState {
-            at: e.created_at().and_then(when::utc).map(|t| when::rfc3339(&t)),
+            at: e
+                .created_at()
+                .and_then(when::utc)
+                .map(|t| when::rfc3339(&t)),
             message: e.message().unwrap_or_default().to_owned(),
         })
         .collect()

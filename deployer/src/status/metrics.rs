@@ -50,8 +50,18 @@ pub async fn last_hour(
         let metric = Metric::builder()
             .namespace("AWS/ECS")
             .metric_name(metric)
-            .dimensions(Dimension::builder().name("ClusterName").value(cluster).build())
-            .dimensions(Dimension::builder().name("ServiceName").value(service).build())
+            .dimensions(
+                Dimension::builder()
+                    .name("ClusterName")
+                    .value(cluster)
+                    .build(),
+            )
+            .dimensions(
+                Dimension::builder()
+                    .name("ServiceName")
+                    .value(service)
+                    .build(),
+            )
             .build();
         let stat = MetricStat::builder()
             .metric(metric)

@@ -9,5 +9,3 @@ pub mod model;
 #[cfg(test)]
 mod recorded;
 pub mod render;
-
-

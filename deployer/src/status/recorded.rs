@@ -2,7 +2,9 @@
 //! stopped by the circuit breaker, an unhealthy task and target, an alarm firing; and the same
 //! calls for a healthy service, so the rules are seen not to fire without cause.
 
-use aws_sdk_cloudformation::operation::describe_stacks::{DescribeStacksError, DescribeStacksOutput};
+use aws_sdk_cloudformation::operation::describe_stacks::{
+    DescribeStacksError, DescribeStacksOutput,
+};
 use aws_sdk_cloudformation::types::{Output, Stack, StackStatus};
 use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput;
 use aws_sdk_cloudwatch::operation::get_metric_data::GetMetricDataOutput;
@@ -15,7 +17,8 @@ use aws_sdk_ecs::operation::list_tasks::{ListTasksError, ListTasksOutput};
 use aws_sdk_ecs::types::{ContainerDefinition, HealthStatus, Task, TaskDefinition};
 use aws_sdk_elasticloadbalancingv2::operation::describe_target_health::DescribeTargetHealthOutput;
 use aws_sdk_elasticloadbalancingv2::types::{
-    TargetDescription, TargetHealth, TargetHealthDescription, TargetHealthReasonEnum, TargetHealthStateEnum,
+    TargetDescription, TargetHealth, TargetHealthDescription, TargetHealthReasonEnum,
+    TargetHealthStateEnum,
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 
@@ -98,7 +101,9 @@ fn clients(r: Recorded) -> Clients {
         DescribeTasksOutput::builder()
             .tasks(
                 Task::builder()
-                    .task_arn("arn:aws:ecs:us-east-1:123456789012:task/agenticai-cluster-prod/1a2b3c4d")
+                    .task_arn(
+                        "arn:aws:ecs:us-east-1:123456789012:task/agenticai-cluster-prod/1a2b3c4d",
+                    )
                     .task_definition_arn(format!("{TD}:14"))
                     .last_status("RUNNING")
                     .desired_status("RUNNING")
@@ -126,27 +131,35 @@ fn clients(r: Recorded) -> Clients {
     let newest = r.newest_revision;
     let list_tds = mock!(aws_sdk_ecs::Client::list_task_definitions).then_output(move || {
         ListTaskDefinitionsOutput::builder()
-            .set_task_definition_arns(Some((13..=newest).rev().map(|n| format!("{TD}:{n}")).collect()))
+            .set_task_definition_arns(Some(
+                (13..=newest).rev().map(|n| format!("{TD}:{n}")).collect(),
+            ))
             .build()
     });
     let target_state = r.target_state.clone();
-    let targets = mock!(aws_sdk_elasticloadbalancingv2::Client::describe_target_health).then_output(move || {
-        let healthy = target_state == TargetHealthStateEnum::Healthy;
-        let mut health = TargetHealth::builder().state(target_state.clone());
-        if !healthy {
-            health = health
-                .reason(TargetHealthReasonEnum::ResponseCodeMismatch)
-                .description("Health checks failed with these codes: [502]");
-        }
-        DescribeTargetHealthOutput::builder()
-            .target_health_descriptions(
-                TargetHealthDescription::builder()
-                    .target(TargetDescription::builder().id("10.0.1.5").port(8080).build())
-                    .target_health(health.build())
-                    .build(),
-            )
-            .build()
-    });
+    let targets = mock!(aws_sdk_elasticloadbalancingv2::Client::describe_target_health)
+        .then_output(move || {
+            let healthy = target_state == TargetHealthStateEnum::Healthy;
+            let mut health = TargetHealth::builder().state(target_state.clone());
+            if !healthy {
+                health = health
+                    .reason(TargetHealthReasonEnum::ResponseCodeMismatch)
+                    .description("Health checks failed with these codes: [502]");
+            }
+            DescribeTargetHealthOutput::builder()
+                .target_health_descriptions(
+                    TargetHealthDescription::builder()
+                        .target(
+                            TargetDescription::builder()
+                                .id("10.0.1.5")
+                                .port(8080)
+                                .build(),
+                        )
+                        .target_health(health.build())
+                        .build(),
+                )
+                .build()
+        });
     let alarm_state = r.alarm_state.clone();
     let alarms = mock!(aws_sdk_cloudwatch::Client::describe_alarms).then_output(move || {
         DescribeAlarmsOutput::builder()
@@ -161,8 +174,18 @@ fn clients(r: Recorded) -> Clients {
     });
     let metrics = mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_output(|| {
         GetMetricDataOutput::builder()
-            .metric_data_results(MetricDataResult::builder().id("cpu").set_values(Some(vec![12.0, 48.0, 95.0])).build())
-            .metric_data_results(MetricDataResult::builder().id("memory").set_values(Some(vec![40.0, 42.0])).build())
+            .metric_data_results(
+                MetricDataResult::builder()
+                    .id("cpu")
+                    .set_values(Some(vec![12.0, 48.0, 95.0]))
+                    .build(),
+            )
+            .metric_data_results(
+                MetricDataResult::builder()
+                    .id("memory")
+                    .set_values(Some(vec![40.0, 42.0]))
+                    .build(),
+            )
             .build()
     });
     Clients {
@@ -170,12 +193,26 @@ fn clients(r: Recorded) -> Clients {
         ecs: mock_client!(
             aws_sdk_ecs,
             RuleMode::MatchAny,
-            [&describe_services, &list_tasks, &describe_tasks, &describe_td, &list_tds]
+            [
+                &describe_services,
+                &list_tasks,
+                &describe_tasks,
+                &describe_td,
+                &list_tds
+            ]
         ),
         ecr: mock_client!(aws_sdk_ecr, RuleMode::MatchAny, Vec::<&Rule>::new()),
-        elb: mock_client!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, [&targets]),
+        elb: mock_client!(
+            aws_sdk_elasticloadbalancingv2,
+            RuleMode::MatchAny,
+            [&targets]
+        ),
         cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&alarms, &metrics]),
-        logs: mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, Vec::<&Rule>::new()),
+        logs: mock_client!(
+            aws_sdk_cloudwatchlogs,
+            RuleMode::MatchAny,
+            Vec::<&Rule>::new()
+        ),
         region: "us-east-1".into(),
     }
 }
@@ -205,18 +242,31 @@ async fn a_circuit_breaker_stop_an_unhealthy_target_and_a_firing_alarm_all_need_
         "target 10.0.1.5 is unhealthy: Health checks failed with these codes: [502]",
         "alarm agenticai-websocket-prod-cpu-high is firing: Threshold Crossed",
     ] {
-        assert!(findings.contains(expected), "missing {expected:?} in:\n{findings}");
+        assert!(
+            findings.contains(expected),
+            "missing {expected:?} in:\n{findings}"
+        );
     }
-    assert_eq!(status.target_group.as_deref(), Some(TG), "from the service's load balancer");
+    assert_eq!(
+        status.target_group.as_deref(),
+        Some(TG),
+        "from the service's load balancer"
+    );
     let release = status.release.as_ref().expect("running release");
-    assert_eq!((release.revision, release.image_tag.as_deref()), (14, Some("3f2a9c1")));
+    assert_eq!(
+        (release.revision, release.image_tag.as_deref()),
+        (14, Some("3f2a9c1"))
+    );
     let cpu = status.metrics.cpu.as_ref().expect("cpu series");
     assert_eq!((cpu.min, cpu.max), (12.0, 95.0));
 
     let text = super::render::render(&status);
     assert!(text.contains("Needs attention:"), "{text}");
     assert!(text.contains("ecs-svc/9  PRIMARY  FAILED"), "{text}");
-    assert!(text.contains("revision 15 is newer (rolled back)"), "{text}");
+    assert!(
+        text.contains("revision 15 is newer (rolled back)"),
+        "{text}"
+    );
     assert!(text.contains("min 12.0%  avg 51.7%  max 95.0%"), "{text}");
     let json = serde_json::to_value(&status).expect("json");
     assert_eq!(json["deployments"][0]["rollout_state"], "FAILED");
@@ -242,7 +292,10 @@ async fn a_steady_service_needs_nothing() {
         Some("ws://agenticai-ws-prod-1.us-east-1.elb.amazonaws.com/ws")
     );
     let text = super::render::render(&status);
-    assert!(text.contains("All good: nothing needs attention."), "{text}");
+    assert!(
+        text.contains("All good: nothing needs attention."),
+        "{text}"
+    );
     assert!(text.contains("has reached a steady state."), "{text}");
 }
 
@@ -273,12 +326,22 @@ async fn a_missing_stack_and_cluster_are_absent_not_errors() {
         cloudformation: mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, [&stack]),
         ecs: mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&services, &tasks]),
         ecr: mock_client!(aws_sdk_ecr, RuleMode::MatchAny, Vec::<&Rule>::new()),
-        elb: mock_client!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, Vec::<&Rule>::new()),
+        elb: mock_client!(
+            aws_sdk_elasticloadbalancingv2,
+            RuleMode::MatchAny,
+            Vec::<&Rule>::new()
+        ),
         cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&alarms, &metrics]),
-        logs: mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, Vec::<&Rule>::new()),
+        logs: mock_client!(
+            aws_sdk_cloudwatchlogs,
+            RuleMode::MatchAny,
+            Vec::<&Rule>::new()
+        ),
         region: "us-east-1".into(),
     };
-    let status = gather(&clients, &prod()).await.expect("absent is not an error");
+    let status = gather(&clients, &prod())
+        .await
+        .expect("absent is not an error");
     assert!(status.stack.is_none() && status.service.is_none());
     assert!(status.metrics.cpu.is_none());
 }

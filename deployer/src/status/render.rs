@@ -16,8 +16,15 @@ pub fn render(s: &Status) -> String {
     }
     match &s.stack {
         Some(stack) => {
-            let updated = stack.updated_at.as_deref().map_or(String::new(), |t| format!("  (since {t})"));
-            let _ = writeln!(out, "Stack        {}  {}{updated}", stack.name, stack.status);
+            let updated = stack
+                .updated_at
+                .as_deref()
+                .map_or(String::new(), |t| format!("  (since {t})"));
+            let _ = writeln!(
+                out,
+                "Stack        {}  {}{updated}",
+                stack.name, stack.status
+            );
         }
         None => {
             let _ = writeln!(out, "Stack        (none)");
@@ -40,8 +47,15 @@ pub fn render(s: &Status) -> String {
             .image_digest
             .as_deref()
             .map_or(String::new(), |d| format!("  {}", short_digest(d)));
-        let commit = release.git_commit.as_deref().map_or(String::new(), |c| format!("  commit {c}"));
-        let _ = writeln!(out, "Release      revision {}  {}{digest}{commit}", release.revision, release.image);
+        let commit = release
+            .git_commit
+            .as_deref()
+            .map_or(String::new(), |c| format!("  commit {c}"));
+        let _ = writeln!(
+            out,
+            "Release      revision {}  {}{digest}{commit}",
+            release.revision, release.image
+        );
         if let Some(latest) = s.latest_revision.filter(|l| *l > release.revision) {
             let _ = writeln!(out, "             revision {latest} is newer (rolled back)");
         }
@@ -66,7 +80,9 @@ pub fn render(s: &Status) -> String {
         section(&mut out, "Deployments");
         out.push_str(&table::render(
             "  ",
-            &["ID", "STATUS", "ROLLOUT", "REV", "RUNNING", "PENDING", "FAILED", "REASON"],
+            &[
+                "ID", "STATUS", "ROLLOUT", "REV", "RUNNING", "PENDING", "FAILED", "REASON",
+            ],
             &rows,
         ));
     }
@@ -88,7 +104,11 @@ pub fn render(s: &Status) -> String {
                 ]
             })
             .collect();
-        out.push_str(&table::render("  ", &["TASK", "REV", "STATUS", "HEALTH", "AZ", "AGE"], &rows));
+        out.push_str(&table::render(
+            "  ",
+            &["TASK", "REV", "STATUS", "HEALTH", "AZ", "AGE"],
+            &rows,
+        ));
     }
     section(&mut out, "Targets");
     if s.targets.is_empty() {
@@ -99,9 +119,16 @@ pub fn render(s: &Status) -> String {
             .iter()
             .map(|t| {
                 vec![
-                    format!("{}:{}", t.id, t.port.map_or_else(|| "-".into(), |p| p.to_string())),
+                    format!(
+                        "{}:{}",
+                        t.id,
+                        t.port.map_or_else(|| "-".into(), |p| p.to_string())
+                    ),
                     t.state.clone(),
-                    t.description.clone().or_else(|| t.reason.clone()).unwrap_or_default(),
+                    t.description
+                        .clone()
+                        .or_else(|| t.reason.clone())
+                        .unwrap_or_default(),
                 ]
             })
             .collect();
@@ -112,7 +139,13 @@ pub fn render(s: &Status) -> String {
         let rows: Vec<Vec<String>> = s
             .alarms
             .iter()
-            .map(|a| vec![a.name.clone(), a.state.clone(), a.updated_at.clone().unwrap_or_default()])
+            .map(|a| {
+                vec![
+                    a.name.clone(),
+                    a.state.clone(),
+                    a.updated_at.clone().unwrap_or_default(),
+                ]
+            })
             .collect();
         out.push_str(&table::render("  ", &["ALARM", "STATE", "SINCE"], &rows));
     }

@@ -33,7 +33,10 @@ pub async fn resources(
         .map(|r| Resource {
             resource_type: r.resource_type().unwrap_or_default().to_owned(),
             logical_id: r.logical_resource_id().unwrap_or_default().to_owned(),
-            physical_id: r.physical_resource_id().filter(|id| !id.is_empty()).map(str::to_owned),
+            physical_id: r
+                .physical_resource_id()
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned),
         })
         .collect())
 }

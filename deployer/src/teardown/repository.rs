@@ -5,7 +5,10 @@ use anyhow::Context as _;
 use aws_sdk_ecr::types::ImageIdentifier;
 
 /// Every image id in `repository`; empty when the repository does not exist.
-pub async fn images(ecr: &aws_sdk_ecr::Client, repository: &str) -> anyhow::Result<Vec<ImageIdentifier>> {
+pub async fn images(
+    ecr: &aws_sdk_ecr::Client,
+    repository: &str,
+) -> anyhow::Result<Vec<ImageIdentifier>> {
     let listed: Result<Vec<ImageIdentifier>, _> = ecr
         .list_images()
         .repository_name(repository)
@@ -23,7 +26,9 @@ pub async fn images(ecr: &aws_sdk_ecr::Client, repository: &str) -> anyhow::Resu
         {
             Ok(Vec::new())
         }
-        Err(err) => Err(err).with_context(|| format!("listing images in ECR repository {repository}")),
+        Err(err) => {
+            Err(err).with_context(|| format!("listing images in ECR repository {repository}"))
+        }
     }
 }
 
@@ -44,11 +49,10 @@ pub async fn delete(
             .with_context(|| format!("deleting images from ECR repository {repository}"))?;
         deleted += out.image_ids().len();
         // An image that is already gone is what we want; anything else stops the teardown.
-        if let Some(failure) = out
-            .failures()
-            .iter()
-            .find(|f| f.failure_code().is_some_and(|c| c.as_str() != "ImageNotFound"))
-        {
+        if let Some(failure) = out.failures().iter().find(|f| {
+            f.failure_code()
+                .is_some_and(|c| c.as_str() != "ImageNotFound")
+        }) {
             anyhow::bail!(
                 "could not delete an image from ECR repository {repository}: {}",
                 failure.failure_reason().unwrap_or("no reason given")

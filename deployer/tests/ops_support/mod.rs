@@ -52,7 +52,9 @@ pub async fn sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint())
         .region(Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ecs::config::Credentials::new("testing", "testing", None, None, "test"))
+        .credentials_provider(aws_sdk_ecs::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
         .load()
         .await
 }
@@ -104,20 +106,36 @@ impl Deployed {
         let ec2 = aws_sdk_ec2::Client::new(&config);
         let vpcs = ec2
             .describe_vpcs()
-            .filters(aws_sdk_ec2::types::Filter::builder().name("isDefault").values("true").build())
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("isDefault")
+                    .values("true")
+                    .build(),
+            )
             .send()
             .await
             .expect("default VPC");
         let vpc = vpcs.vpcs()[0].vpc_id().expect("vpc id").to_owned();
         let subnets = ec2
             .describe_subnets()
-            .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&vpc).build())
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("vpc-id")
+                    .values(&vpc)
+                    .build(),
+            )
             .send()
             .await
             .expect("subnets");
-        let subnets: Vec<&str> = subnets.subnets().iter().filter_map(|s| s.subnet_id()).take(2).collect();
+        let subnets: Vec<&str> = subnets
+            .subnets()
+            .iter()
+            .filter_map(|s| s.subnet_id())
+            .take(2)
+            .collect();
         let queue = "https://sqs.us-east-1.amazonaws.com/123456789012/agenticai";
-        let template = std::fs::read_to_string(workspace().join("templates/ecs.yaml")).expect("template");
+        let template =
+            std::fs::read_to_string(workspace().join("templates/ecs.yaml")).expect("template");
         let param = |k: &str, v: &str| {
             aws_sdk_cloudformation::types::Parameter::builder()
                 .parameter_key(k)
@@ -137,7 +155,10 @@ impl Deployed {
             .parameters(param("DevQueueUrl", &format!("{queue}-dev")))
             .parameters(param("QAQueueUrl", &format!("{queue}-qa")))
             .parameters(param("OpsQueueUrl", &format!("{queue}-ops")))
-            .parameters(param("ImageUri", &format!("{}:{first_tag}", repository_uri(env))))
+            .parameters(param(
+                "ImageUri",
+                &format!("{}:{first_tag}", repository_uri(env)),
+            ))
             .send()
             .await
             .expect("create the stack from templates/ecs.yaml");
@@ -217,7 +238,12 @@ impl Deployed {
             .memory("1024")
             .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
             .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
-            .tags(aws_sdk_ecs::types::Tag::builder().key("wsctl:git-commit").value(tag).build())
+            .tags(
+                aws_sdk_ecs::types::Tag::builder()
+                    .key("wsctl:git-commit")
+                    .value(tag)
+                    .build(),
+            )
             .send()
             .await
             .expect("register release");
@@ -253,8 +279,16 @@ impl Deployed {
             .send()
             .await
             .expect("service");
-        let td = service.services()[0].task_definition().expect("task definition").to_owned();
-        let td = ecs.describe_task_definition().task_definition(td).send().await.expect("td");
+        let td = service.services()[0]
+            .task_definition()
+            .expect("task definition")
+            .to_owned();
+        let td = ecs
+            .describe_task_definition()
+            .task_definition(td)
+            .send()
+            .await
+            .expect("td");
         td.task_definition().expect("td").container_definitions()[0]
             .image()
             .expect("image")
