@@ -289,6 +289,66 @@ pub fn require_some(opened: &Opened, target: &Target) -> Result<()> {
     Ok(())
 }
 
+/// What a closed-loop run (each client sends, waits for the reply, sends again) came to.
+pub struct ClosedLoop {
+    pub connected: u64,
+    pub stopped: u64,
+    pub first_failure: Option<String>,
+    pub window_s: f64,
+    pub cpu: CpuReport,
+}
+
+/// Open `clients` plain connections, then run `client(index, connection, until)` on each for
+/// `duration` while the meters run. A client returns the reason it stopped early, if it did.
+pub async fn closed_loop<F, Fut>(
+    server: &Server,
+    clients: u64,
+    duration: Duration,
+    label: &str,
+    client: F,
+) -> Result<ClosedLoop>
+where
+    F: Fn(u64, Ws, Instant) -> Fut,
+    Fut: std::future::Future<Output = Option<String>> + Send + 'static,
+{
+    ensure_fds(clients)?;
+    let plan = OpenPlan {
+        connections: clients,
+        projects: 1,
+        join: Join::None,
+        concurrency: 256,
+        per_source: 10_000,
+        deadline: Instant::now() + Duration::from_secs(60),
+    };
+    let opened = open_many(server.target, &plan, label).await;
+    require_some(&opened, &server.target)?;
+    let connected = opened.conns.len() as u64;
+    let meters = server.meters()?;
+    let start = Instant::now();
+    let until = start + duration;
+    let tasks: Vec<_> = opened
+        .conns
+        .into_iter()
+        .map(|(i, ws)| tokio::spawn(client(i, ws, until)))
+        .collect();
+    let mut stopped = 0;
+    let mut first_failure = None;
+    for t in tasks {
+        if let Ok(Some(e)) = t.await {
+            stopped += 1;
+            first_failure.get_or_insert(e);
+        }
+    }
+    let window_s = start.elapsed().as_secs_f64();
+    Ok(ClosedLoop {
+        connected,
+        stopped,
+        first_failure,
+        window_s,
+        cpu: meters.stop()?,
+    })
+}
+
 /// Print the result: the JSON line on stdout, the summary on stderr.
 pub fn emit(result: &serde_json::Value, summary: &str) {
     eprintln!("{summary}");

@@ -515,6 +515,7 @@ mod tests {
         };
         let use_ = crate::procfs::CpuUse {
             cpu_ms: 100.0,
+            system_ms: 50.0,
             wall_s: 1.0,
             clock,
         };

@@ -9,15 +9,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::value_parser;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::json;
 use tokio::sync::Mutex;
-use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::{self, Join, OpenPlan, ServerArgs};
+use crate::common::{self, ServerArgs};
 use crate::histogram::Histogram;
-use crate::net::{REPLY_TIMEOUT, Ws};
+use crate::net::{self, Ws};
 use crate::procfs::round;
 use crate::wire;
 
@@ -60,47 +59,42 @@ fn forward_request(queue: &str, client: u64, seq: u64) -> String {
 async fn client(
     mut ws: Ws,
     id: u64,
-    queue: String,
+    queue: &str,
     until: Instant,
     max: u64,
-    latency: Arc<Histogram>,
-    tally: Arc<Tally>,
+    latency: &Histogram,
+    tally: &Tally,
 ) -> Option<String> {
     let mut seq = 0;
     while Instant::now() < until && tally.started.fetch_add(1, Relaxed) < max {
         let sent = Instant::now();
         if let Err(e) = ws
-            .send(Message::text(forward_request(&queue, id, seq)))
+            .send(Message::text(forward_request(queue, id, seq)))
             .await
         {
             return Some(format!("sending forward: {e}"));
         }
         seq += 1;
         loop {
-            match timeout(REPLY_TIMEOUT, ws.next()).await {
-                Ok(Some(Ok(Message::Text(text)))) => match wire::msg_type(&text) {
-                    Some("forwarded") => {
-                        latency.record(sent.elapsed().as_micros() as u64);
-                        break;
-                    }
-                    Some("error") => {
-                        let code = wire::str_field(&text, "code").unwrap_or("?").to_string();
-                        let mut errors = tally.errors.lock().await;
-                        let entry = errors
-                            .entry(code)
-                            .or_insert_with(|| (0, wire::describe_error(&text)));
-                        entry.0 += 1;
-                        break;
-                    }
-                    _ => {}
-                },
-                Ok(Some(Ok(Message::Close(frame)))) => {
-                    return Some(format!("server closed the connection: {frame:?}"));
+            let text = match net::next_text(&mut ws).await {
+                Ok(text) => text,
+                Err(why) => return Some(why),
+            };
+            match wire::msg_type(&text) {
+                Some("forwarded") => {
+                    latency.record(sent.elapsed().as_micros() as u64);
+                    break;
                 }
-                Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(e))) => return Some(format!("reading reply: {e}")),
-                Ok(None) => return Some("connection ended".to_string()),
-                Err(_) => return Some(format!("no reply within {REPLY_TIMEOUT:?}")),
+                Some("error") => {
+                    let code = wire::str_field(&text, "code").unwrap_or("?").to_string();
+                    let mut errors = tally.errors.lock().await;
+                    errors
+                        .entry(code)
+                        .or_insert_with(|| (0, wire::describe_error(&text)))
+                        .0 += 1;
+                    break;
+                }
+                _ => {}
             }
         }
     }
@@ -108,80 +102,63 @@ async fn client(
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    common::ensure_fds(args.clients)?;
     let server = common::Server::new(&args.server)?;
-    let plan = OpenPlan {
-        connections: args.clients,
-        projects: 1,
-        join: Join::None,
-        concurrency: 64,
-        per_source: 10_000,
-        deadline: Instant::now() + Duration::from_secs(60),
-    };
-    let opened = common::open_many(server.target, &plan, "forward").await;
-    common::require_some(&opened, &server.target)?;
-    let clients = opened.conns.len() as u64;
     let latency = Arc::new(Histogram::new());
     let tally = Arc::new(Tally::default());
-    let meters = server.meters()?;
-    let start = Instant::now();
-    let until = start + Duration::from_secs(args.duration);
-    let tasks: Vec<_> = opened
-        .conns
-        .into_iter()
-        .map(|(i, ws)| {
-            tokio::spawn(client(
-                ws,
-                i,
+    let run = common::closed_loop(
+        &server,
+        args.clients,
+        Duration::from_secs(args.duration),
+        "forward",
+        |i, ws, until| {
+            let (queue, latency, tally, max) = (
                 args.queue.clone(),
-                until,
-                args.max_forwards,
                 latency.clone(),
                 tally.clone(),
-            ))
-        })
-        .collect();
-    let mut stopped = 0;
-    let mut first_failure = None;
-    for t in tasks {
-        if let Ok(Some(e)) = t.await {
-            stopped += 1;
-            first_failure.get_or_insert(e);
-        }
-    }
-    let window = start.elapsed().as_secs_f64();
-    let cpu = meters.stop()?;
+                args.max_forwards,
+            );
+            async move { client(ws, i, &queue, until, max, &latency, &tally).await }
+        },
+    )
+    .await?;
     let forwarded = latency.count();
     let errors = tally.errors.lock().await.clone();
     let error_count: u64 = errors.values().map(|(n, _)| n).sum();
-    let per_s = forwarded as f64 / window;
+    let per_s = forwarded as f64 / run.window_s;
     let pct = latency.percentiles();
+    let by_code: serde_json::Map<_, _> = errors
+        .iter()
+        .map(|(code, (n, example))| (code.clone(), json!({"count": n, "example": example})))
+        .collect();
     let result = json!({
         "scenario": "forward",
         "clients": args.clients,
-        "connected": clients,
+        "connected": run.connected,
         "queue": args.queue,
         "duration_s": args.duration,
         "forwarded": forwarded,
         "forwards_per_s": round(per_s, 1),
         "errors": error_count,
-        "errors_by_code": errors.iter().map(|(code, (n, example))| (code.clone(), json!({"count": n, "example": example}))).collect::<serde_json::Map<_, _>>(),
-        "clients_stopped_early": stopped,
-        "failure": first_failure,
+        "errors_by_code": by_code,
+        "clients_stopped_early": run.stopped,
+        "failure": run.first_failure,
         "latency_ms": pct.to_json_ms(),
-        "cpu": cpu.to_json(forwarded),
+        "cpu": run.cpu.to_json(forwarded),
     });
     let mut summary = format!(
-        "forward: {clients} clients to queue {}: {forwarded} forwarded in {window:.2} s ({per_s:.0}/s), {error_count} errors, {stopped} stopped early\n\
+        "forward: {} clients to queue {}: {forwarded} forwarded in {:.2} s ({per_s:.0}/s), {error_count} errors, {} stopped early\n\
          forward:   latency {}\nforward:   {}",
+        run.connected,
         args.queue,
+        run.window_s,
+        run.stopped,
         pct.describe(),
-        cpu.describe(forwarded, "forwards"),
+        run.cpu.describe(forwarded, "forwards"),
     );
     for (code, (n, example)) in &errors {
         summary.push_str(&format!("\nforward: error {code} x{n}: {example}"));
     }
-    if let Some(f) = &first_failure {
+    if let Some(f) = &run.first_failure {
         summary.push_str(&format!("\nforward: first failure: {f}"));
     }
     common::emit(&result, &summary);

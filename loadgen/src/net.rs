@@ -10,8 +10,8 @@ use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 
 use crate::target::Target;
@@ -131,6 +131,23 @@ pub async fn connect_subscribed(
         expect(&mut ws, "subscribed").await?;
     }
     Ok(ws)
+}
+
+/// The next text message, skipping control frames; a close, an error, the end of the stream or
+/// REPLY_TIMEOUT of silence is described as the reason the client stops.
+pub async fn next_text(ws: &mut Ws) -> Result<Utf8Bytes, String> {
+    loop {
+        match timeout(REPLY_TIMEOUT, ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => return Ok(text),
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                return Err(format!("server closed the connection: {frame:?}"));
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => return Err(format!("reading a reply: {e}")),
+            Ok(None) => return Err("connection ended".to_string()),
+            Err(_) => return Err(format!("no reply within {REPLY_TIMEOUT:?}")),
+        }
+    }
 }
 
 /// One ping round trip: proves the connection is alive.

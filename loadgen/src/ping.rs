@@ -7,14 +7,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::value_parser;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::json;
-use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::common::{self, Join, OpenPlan, ServerArgs};
+use crate::common::{self, ServerArgs};
 use crate::histogram::Histogram;
-use crate::net::{REPLY_TIMEOUT, Ws};
+use crate::net::{self, Ws};
 use crate::procfs::round;
 use crate::wire;
 
@@ -39,19 +38,10 @@ async fn client(mut ws: Ws, until: Instant, latency: Arc<Histogram>) -> Option<S
             return Some(format!("sending ping: {e}"));
         }
         loop {
-            match timeout(REPLY_TIMEOUT, ws.next()).await {
-                Ok(Some(Ok(Message::Text(text)))) => {
-                    if wire::msg_type(&text) == Some("pong") {
-                        break;
-                    }
-                }
-                Ok(Some(Ok(Message::Close(frame)))) => {
-                    return Some(format!("server closed the connection: {frame:?}"));
-                }
-                Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(e))) => return Some(format!("reading pong: {e}")),
-                Ok(None) => return Some("connection ended".to_string()),
-                Err(_) => return Some(format!("no pong within {REPLY_TIMEOUT:?}")),
+            match net::next_text(&mut ws).await {
+                Ok(text) if wire::msg_type(&text) == Some("pong") => break,
+                Ok(_) => {}
+                Err(why) => return Some(why),
             }
         }
         latency.record(sent.elapsed().as_micros() as u64);
@@ -60,60 +50,41 @@ async fn client(mut ws: Ws, until: Instant, latency: Arc<Histogram>) -> Option<S
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    common::ensure_fds(args.clients)?;
     let server = common::Server::new(&args.server)?;
-    let plan = OpenPlan {
-        connections: args.clients,
-        projects: 1,
-        join: Join::None,
-        concurrency: 256,
-        per_source: 10_000,
-        deadline: Instant::now() + Duration::from_secs(60),
-    };
-    let opened = common::open_many(server.target, &plan, "ping").await;
-    common::require_some(&opened, &server.target)?;
-    let clients = opened.conns.len() as u64;
     let latency = Arc::new(Histogram::new());
-    let meters = server.meters()?;
-    let start = Instant::now();
-    let until = start + Duration::from_secs(args.duration);
-    let tasks: Vec<_> = opened
-        .conns
-        .into_iter()
-        .map(|(_, ws)| tokio::spawn(client(ws, until, latency.clone())))
-        .collect();
-    let mut stopped = 0;
-    let mut first_error = None;
-    for t in tasks {
-        if let Ok(Some(e)) = t.await {
-            stopped += 1;
-            first_error.get_or_insert(e);
-        }
-    }
-    let window = start.elapsed().as_secs_f64();
-    let cpu = meters.stop()?;
+    let run = common::closed_loop(
+        &server,
+        args.clients,
+        Duration::from_secs(args.duration),
+        "ping",
+        |_, ws, until| client(ws, until, latency.clone()),
+    )
+    .await?;
     let trips = latency.count();
     let pct = latency.percentiles();
-    let per_s = trips as f64 / window;
+    let per_s = trips as f64 / run.window_s;
     let result = json!({
         "scenario": "ping",
         "clients": args.clients,
-        "connected": clients,
+        "connected": run.connected,
         "duration_s": args.duration,
         "round_trips": trips,
         "round_trips_per_s": round(per_s, 1),
-        "clients_stopped_early": stopped,
-        "error": first_error,
+        "clients_stopped_early": run.stopped,
+        "error": run.first_failure,
         "latency_ms": pct.to_json_ms(),
-        "cpu": cpu.to_json(trips),
+        "cpu": run.cpu.to_json(trips),
     });
     let mut summary = format!(
-        "ping: {clients} clients, {trips} round trips in {window:.2} s ({per_s:.0}/s), {stopped} stopped early\n\
+        "ping: {} clients, {trips} round trips in {:.2} s ({per_s:.0}/s), {} stopped early\n\
          ping:   latency {}\nping:   {}",
+        run.connected,
+        run.window_s,
+        run.stopped,
         pct.describe(),
-        cpu.describe(trips, "round trips"),
+        run.cpu.describe(trips, "round trips"),
     );
-    if let Some(e) = &first_error {
+    if let Some(e) = &run.first_failure {
         summary.push_str(&format!("\nping: first error: {e}"));
     }
     common::emit(&result, &summary);

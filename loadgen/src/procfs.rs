@@ -199,6 +199,7 @@ mod tests {
     fn cost_per_thousand() {
         let u = CpuUse {
             cpu_ms: 500.0,
+            system_ms: 100.0,
             wall_s: 2.0,
             clock: ClockTicks {
                 per_sec: 100,
