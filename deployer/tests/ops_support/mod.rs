@@ -8,56 +8,14 @@
 
 #![allow(dead_code)] // each test file uses a part of this module
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::SdkConfig;
 
-/// Where the emulator listens: AWS_ENDPOINT_URL, else the env file `scripts/services up` wrote.
-pub fn endpoint() -> String {
-    if let Ok(url) = std::env::var("AWS_ENDPOINT_URL") {
-        return url;
-    }
-    let file = workspace().join("target/services/env");
-    let text = std::fs::read_to_string(&file).unwrap_or_else(|_| {
-        panic!(
-            "the AWS emulator is not running: start it with `scripts/services up` (no {})",
-            file.display()
-        )
-    });
-    text.lines()
-        .find_map(|l| l.strip_prefix("export AWS_ENDPOINT_URL="))
-        .map(|v| v.trim_matches(['\'', '"']).to_owned())
-        .expect("AWS_ENDPOINT_URL in the services env file")
-}
-
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A fresh environment name: a prefix and random hex, at most 12 characters.
-pub fn unique_env(prefix: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos(),
-    );
-    format!("{prefix}{:08x}", hasher.finish() as u32)
-}
-
-pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ecs::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .load()
-        .await
-}
+// The emulator plumbing (services env file, SDK config, unique names) is the deploy tests'.
+#[path = "../deploy_support/mod.rs"]
+mod deploy_support;
+pub use deploy_support::{sdk_config, services_env, unique_env, workspace};
 
 /// Runs the real `wsctl` against the emulator, with no settings file and no terminal.
 pub fn wsctl(args: &[&str]) -> Output {
@@ -69,11 +27,7 @@ pub fn wsctl_command(args: &[&str]) -> Command {
     command
         .args(args)
         .args(["--config", "/nonexistent/wsctl.yaml"])
-        .env("AWS_ENDPOINT_URL", endpoint())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(services_env())
         .env("CI", "1")
         .env_remove("AWS_PROFILE")
         .env_remove("WSCTL_ENV")
