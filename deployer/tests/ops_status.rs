@@ -77,9 +77,17 @@ async fn status_says_when_a_newer_release_is_not_running() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(json["release"]["revision"], 2);
     assert_eq!(json["latest_revision"], 3);
-    let findings = json["findings"].to_string();
-    assert!(findings.contains("revision 3 is newer"), "{findings}");
-    assert_eq!(json["healthy"], false);
+    let notes = json["notes"].to_string();
+    assert!(
+        notes.contains("running revision 2 but revision 3 is newer"),
+        "{notes}"
+    );
+    assert_eq!(
+        json["healthy"], true,
+        "a rollback is worth a note, not an alarm: {json}"
+    );
+    let text = stdout(&wsctl(&["status", "--env", &env]));
+    assert!(text.contains("revision 3 is newer (rolled back)"), "{text}");
 }
 
 #[tokio::test]

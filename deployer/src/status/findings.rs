@@ -4,6 +4,22 @@
 
 use super::model::Status;
 
+/// Facts worth knowing that are not problems: a newer release exists but does not run
+/// (after a rollback, on purpose or by the circuit breaker).
+pub fn notes(status: &Status) -> Vec<String> {
+    let (Some(release), Some(latest)) = (&status.release, status.latest_revision) else {
+        return Vec::new();
+    };
+    if latest <= release.revision {
+        return Vec::new();
+    }
+    vec![format!(
+        "running revision {} but revision {latest} is newer: the service was rolled back \
+         (see `wsctl releases --env {}`)",
+        release.revision, status.environment
+    )]
+}
+
 /// One line per problem, most important first; empty when all is well.
 pub fn assess(status: &Status) -> Vec<String> {
     let mut findings = Vec::new();
@@ -51,15 +67,6 @@ pub fn assess(status: &Status) -> Vec<String> {
             "{} of {} desired tasks running",
             service.running, service.desired
         ));
-    }
-    if let (Some(release), Some(latest)) = (&status.release, status.latest_revision) {
-        if latest > release.revision {
-            findings.push(format!(
-                "running revision {} but revision {latest} is newer: the service was rolled back \
-                 (see `wsctl releases --env {}`)",
-                release.revision, status.environment
-            ));
-        }
     }
     for task in status.tasks.iter().filter(|t| t.health == "UNHEALTHY") {
         findings.push(format!("task {} is UNHEALTHY", task.id));

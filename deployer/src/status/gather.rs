@@ -125,11 +125,13 @@ pub async fn gather(clients: &Clients, env: &Environment) -> anyhow::Result<Stat
         metrics: Metrics { cpu, memory },
         events: service.as_ref().map(events).unwrap_or_default(),
         findings: Vec::new(),
+        notes: Vec::new(),
         unavailable,
         healthy: false,
         rollout: None,
     };
     status.findings = super::findings::assess(&status);
+    status.notes = super::findings::notes(&status);
     status.healthy = status.findings.is_empty();
     Ok(status)
 }

@@ -30,6 +30,8 @@ pub struct Status {
     pub events: Vec<EventState>,
     /// What needs attention; empty when all is well.
     pub findings: Vec<String>,
+    /// Worth knowing but not a problem (e.g. a newer release exists after a rollback).
+    pub notes: Vec<String>,
     /// What could not be read (e.g. CloudWatch refused); the rest is still shown.
     pub unavailable: Vec<String>,
     pub healthy: bool,

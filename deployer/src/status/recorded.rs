@@ -237,7 +237,6 @@ async fn a_circuit_breaker_stop_an_unhealthy_target_and_a_firing_alarm_all_need_
         "deployment ecs-svc/9 (revision 15) failed: ECS deployment circuit breaker: tasks failed to start.",
         "deployment ecs-svc/9 (revision 15) had 3 failed task(s)",
         "1 of 2 desired tasks running",
-        "running revision 14 but revision 15 is newer",
         "task 1a2b3c4d is UNHEALTHY",
         "target 10.0.1.5 is unhealthy: Health checks failed with these codes: [502]",
         "alarm agenticai-websocket-prod-cpu-high is firing: Threshold Crossed",
@@ -247,6 +246,13 @@ async fn a_circuit_breaker_stop_an_unhealthy_target_and_a_firing_alarm_all_need_
             "missing {expected:?} in:\n{findings}"
         );
     }
+    assert_eq!(
+        status.notes,
+        [
+            "running revision 14 but revision 15 is newer: the service was rolled back (see \
+          `wsctl releases --env prod`)"
+        ]
+    );
     assert_eq!(
         status.target_group.as_deref(),
         Some(TG),
@@ -286,6 +292,7 @@ async fn a_steady_service_needs_nothing() {
     });
     let status = gather(&clients, &prod()).await.expect("status");
     assert_eq!(status.findings, Vec::<String>::new());
+    assert_eq!(status.notes, Vec::<String>::new());
     assert!(status.healthy);
     assert_eq!(
         status.endpoint.as_deref(),

@@ -165,6 +165,9 @@ pub fn render(s: &Status) -> String {
     for what in &s.unavailable {
         let _ = writeln!(out, "Not shown: {what}");
     }
+    for note in &s.notes {
+        let _ = writeln!(out, "Note: {note}");
+    }
     if s.findings.is_empty() {
         out.push_str("All good: nothing needs attention.\n");
     } else {
