@@ -82,6 +82,7 @@ async fn rollback_runs_the_previous_release_then_a_chosen_one() {
     assert_eq!(json["from_revision"], 2);
     assert_eq!(json["release"]["revision"], 1);
     assert_eq!(json["verdict"]["verdict"], "completed");
+    assert_eq!(json["release"]["image_in_repository"]["state"], "present");
     assert_eq!(
         deployed.running_image().await,
         format!("{}:1111111", repository_uri(&env))

@@ -70,8 +70,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         .into_iter()
         .find(|(rev, _)| rev.number == wanted)
         .context("the chosen revision vanished from the list")?;
-    let target = release::list::describe(&clients.ecs, revision, arn).await?;
-    check_image(&clients, &target).await?;
+    let mut target = release::list::describe(&clients.ecs, revision, arn).await?;
+    check_image(&clients, &mut target).await?;
 
     let from = running.map_or_else(
         || "an unknown revision".to_owned(),
@@ -156,10 +156,16 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
 }
 
 /// Refuses (changing nothing) when the release's image is gone from its repository.
-async fn check_image(clients: &Clients, target: &Release) -> anyhow::Result<()> {
+/// On success the release carries what ECR said (and the image's digest).
+async fn check_image(clients: &Clients, target: &mut Release) -> anyhow::Result<()> {
     let found = release::presence::check(&clients.ecr, std::slice::from_ref(&target.image)).await?;
-    match found.get(&target.image) {
-        Some(Presence::Missing) => Err(fail(
+    let presence = found.get(&target.image).cloned().unwrap_or(Presence::Unknown);
+    if let Presence::Present(Some(digest)) = &presence {
+        target.image_digest.get_or_insert_with(|| digest.clone());
+    }
+    target.image_in_repository = presence.clone();
+    match presence {
+        Presence::Missing => Err(fail(
             Exit::Failure,
             format!(
                 "refusing to roll back to revision {}: its image {} is no longer in the \
@@ -169,13 +175,13 @@ async fn check_image(clients: &Clients, target: &Release) -> anyhow::Result<()> 
                 target.revision, target.image
             ),
         )),
-        Some(Presence::Unknown) | None => {
+        Presence::Unknown => {
             eprintln!(
                 "note: {} is not in ECR, so its presence was not checked",
                 target.image
             );
             Ok(())
         }
-        Some(Presence::Present(_)) => Ok(()),
+        Presence::Present(_) => Ok(()),
     }
 }
