@@ -159,7 +159,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
 /// On success the release carries what ECR said (and the image's digest).
 async fn check_image(clients: &Clients, target: &mut Release) -> anyhow::Result<()> {
     let found = release::presence::check(&clients.ecr, std::slice::from_ref(&target.image)).await?;
-    let presence = found.get(&target.image).cloned().unwrap_or(Presence::Unknown);
+    let presence = found
+        .get(&target.image)
+        .cloned()
+        .unwrap_or(Presence::Unknown);
     if let Presence::Present(Some(digest)) = &presence {
         target.image_digest.get_or_insert_with(|| digest.clone());
     }
