@@ -15,13 +15,18 @@ behaviour; product code never knows it talks to an emulator. See docs/testing.md
 4. What an update touches: moto only updates a resource whose own JSON changed or that
    names a changed parameter with a plain Ref. CloudFormation also updates resources that
    use a changed parameter through Fn::Sub, and resources that refer (Ref, GetAtt, Sub) to
-   a resource being updated, e.g. the service whose task definition got a new revision.
+   a resource that gets replaced, e.g. the service whose task definition got a new
+   revision (task definitions are always replaced; other types are not followed).
+5. What a change set lists: moto lists every resource of the template, also those whose
+   Condition is false, and ignores changed parameters. It now lists what CloudFormation
+   would do: changed parameters and the cascade of 4 count, and a Condition decides whether
+   a resource exists before and after.
 """
 
 import re
 import sys
 
-from moto.cloudformation.models import CloudFormationBackend
+from moto.cloudformation.models import Change, ChangeSet, CloudFormationBackend
 from moto.cloudformation.parsing import ResourceMap
 from moto.core.utils import pascal_to_camelcase, remap_nested_keys
 from moto.ecs.models import Service, TaskDefinition
@@ -98,18 +103,26 @@ def _references(node):
     return found
 
 
+_ALWAYS_REPLACED = {"AWS::ECS::TaskDefinition"}
+
+
 def _build_resource_diff_cascading(self, other_template, parameters=None):
     diff = _build_resource_diff(self, other_template, parameters)
     old, new = self._resource_json_map, other_template["Resources"]
-    changed = set(diff["Modify"])
+    # what changes value for the resources that refer to it
+    changed = {n for n in diff["Modify"] if new[n].get("Type") in _ALWAYS_REPLACED}
     if parameters:
         changed.update(p for p in parameters if self.input_parameters.get(p) != parameters[p])
     grew = True
     while grew:
         grew = False
         for name in new:
-            if name in old and name not in diff["Modify"] and _references(new[name]) & changed:
+            if name not in old or not _references(new[name]) & changed:
+                continue
+            if name not in diff["Modify"]:
                 diff["Modify"].append(name)
+                grew = True
+            if new[name].get("Type") in _ALWAYS_REPLACED and name not in changed:
                 changed.add(name)
                 grew = True
     order = list(new)
@@ -118,6 +131,56 @@ def _build_resource_diff_cascading(self, other_template, parameters=None):
 
 
 ResourceMap.build_resource_diff = _build_resource_diff_cascading
+
+_change_set_diff = ChangeSet.diff
+
+
+def _conditions(change_set):
+    """The template's conditions evaluated with the change set's parameters."""
+    stack = change_set.stack
+    scratch = ResourceMap(stack.stack_id, stack.name, change_set.parameters, {},
+                          stack.region_name, stack.account_id, change_set.template_dict, {})
+    scratch.load_mapping()
+    scratch.load_parameters()
+    scratch.load_conditions()
+    return {name: bool(scratch.lazy_condition_map[name])
+            for name in change_set.template_dict.get("Conditions", {})}
+
+
+def _change_set_diff_as_executed(self):
+    try:
+        conditions = _conditions(self)
+    except Exception:  # parameters moto cannot resolve: keep its own listing
+        return _change_set_diff(self)
+    current = self.stack.resource_map
+    diff = current.build_resource_diff(self.template_dict, self.parameters)
+    new, old = self.template_dict.get("Resources", {}), current._resource_json_map
+
+    def existed(name):
+        condition = old[name].get("Condition") if name in old else None
+        return name in old and (condition is None or bool(current.lazy_condition_map[condition]))
+
+    def will_exist(name):
+        condition = new[name].get("Condition") if name in new else None
+        return name in new and (condition is None or conditions.get(condition, True))
+
+    listed = set(diff["Add"] + diff["Modify"] + diff["Remove"])
+    flipped = {n for n in set(new) | set(old) if existed(n) != will_exist(n)}  # by a Condition
+    changes = []
+    for name in [n for n in list(new) + list(old) if n in listed | flipped]:
+        if any(c.logical_resource_id == name for c in changes):
+            continue
+        before, after = existed(name), will_exist(name)
+        action = {(False, True): "Add", (True, True): "Modify", (True, False): "Remove"}.get(
+            (before, after))
+        if action:
+            resource = new.get(name) or old[name]
+            changes.append(Change(action=action, logical_resource_id=name,
+                                  resource_type=resource["Type"]))
+    return changes
+
+
+ChangeSet.diff = _change_set_diff_as_executed
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
