@@ -34,6 +34,17 @@ impl Clients {
     }
 }
 
+impl Clients {
+    /// The clients the shared rollout wait needs.
+    pub fn for_rollout(&self) -> crate::rollout::Clients {
+        crate::rollout::Clients {
+            ecs: self.ecs.clone(),
+            elb: self.elb.clone(),
+            logs: self.logs.clone(),
+        }
+    }
+}
+
 /// Resolves the environment from the settings and builds its clients: the common first step
 /// of every operating command.
 pub async fn for_env(global: &Global) -> anyhow::Result<(Environment, Clients)> {

@@ -107,12 +107,6 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         })
         .and_then(|d| d.id())
         .map(str::to_owned);
-
-    let wait_clients = rollout::Clients {
-        ecs: clients.ecs.clone(),
-        elb: clients.elb.clone(),
-        logs: clients.logs.clone(),
-    };
     let wait_target = rollout::Target {
         cluster: live.cluster.clone(),
         service: live.name.clone(),
@@ -122,7 +116,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
     };
     let progress = Progress::new();
     let report = rollout::wait(
-        &wait_clients,
+        &clients.for_rollout(),
         &wait_target,
         &progress,
         &Interrupt::install(),

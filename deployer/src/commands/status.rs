@@ -54,13 +54,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
             timeout: args.timeout.map_or(env.timeout, Duration::from_secs),
             since: SystemTime::now(),
         };
-        let wait_clients = rollout::Clients {
-            ecs: clients.ecs.clone(),
-            elb: clients.elb.clone(),
-            logs: clients.logs.clone(),
-        };
         let report = rollout::wait(
-            &wait_clients,
+            &clients.for_rollout(),
             &target,
             &Progress::new(),
             &Interrupt::install(),
