@@ -213,12 +213,11 @@ fn check_request_id(raw: &RawValue) -> Result<Box<RawValue>, RequestError> {
 }
 
 fn parse_action(f: &Fields<'_>) -> Result<Action, RequestError> {
-    let action = string_field("action", f.action)?.ok_or_else(|| {
-        RequestError::new(
-            ErrorCode::MissingField,
-            "missing field \"action\" (one of ping, subscribe, unsubscribe, forward)",
-        )
-    })?;
+    let action = required_string(
+        "action",
+        f.action,
+        "one of ping, subscribe, unsubscribe, forward",
+    )?;
     match action.as_str() {
         "ping" => Ok(Action::Ping),
         "subscribe" => Ok(Action::Subscribe {
@@ -238,12 +237,7 @@ fn parse_action(f: &Fields<'_>) -> Result<Action, RequestError> {
 }
 
 fn parse_forward(f: &Fields<'_>) -> Result<Action, RequestError> {
-    let kind = string_field("type", f.kind)?.ok_or_else(|| {
-        RequestError::new(
-            ErrorCode::MissingField,
-            "missing field \"type\" (the queue: pm, dev, qa or ops)",
-        )
-    })?;
+    let kind = required_string("type", f.kind, "the queue: pm, dev, qa or ops")?;
     let queue = QueueKind::parse(&kind).ok_or_else(|| {
         RequestError::new(
             ErrorCode::UnknownQueue,
@@ -284,6 +278,15 @@ fn parse_forward(f: &Fields<'_>) -> Result<Action, RequestError> {
         queue,
         project_id,
         data: data.to_owned(),
+    })
+}
+
+fn required_string(name: &str, raw: Option<&RawValue>, hint: &str) -> Result<String, RequestError> {
+    string_field(name, raw)?.ok_or_else(|| {
+        RequestError::new(
+            ErrorCode::MissingField,
+            format!("missing field {name:?} ({hint})"),
+        )
     })
 }
 

@@ -25,13 +25,23 @@ fn attr(m: &aws_sdk_sqs::types::Message, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-#[tokio::test]
-async fn forward_arrives_in_the_queue_with_attributes_and_the_reply_has_its_message_id() {
+/// A fresh queue in the emulator, and the server configured with it as `variable`, with one
+/// client connected: (SQS client, queue URL, server, client, welcome).
+async fn with_queue(
+    prefix: &str,
+    variable: &str,
+) -> (aws_sdk_sqs::Client, String, TestServer, Ws, Value) {
     let sdk = emulator_sdk().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let dev = create_queue(&sqs, "dev").await;
-    let server = start_with(&[("SQS_QUEUE_URL_DEV", &dev)], &sdk).await;
-    let (mut ws, welcome) = connect(&server, "/ws").await;
+    let url = create_queue(&sqs, prefix).await;
+    let server = start_with(&[(variable, &url)], &sdk).await;
+    let (ws, welcome) = connect(&server, "/ws").await;
+    (sqs, url, server, ws, welcome)
+}
+
+#[tokio::test]
+async fn forward_arrives_in_the_queue_with_attributes_and_the_reply_has_its_message_id() {
+    let (sqs, dev, _server, mut ws, welcome) = with_queue("dev", "SQS_QUEUE_URL_DEV").await;
 
     let data = json!({"task": "build", "files": ["a.rs", "b.rs"], "n": 1.5});
     let reply = request(
@@ -69,11 +79,7 @@ async fn forward_arrives_in_the_queue_with_attributes_and_the_reply_has_its_mess
 
 #[tokio::test]
 async fn project_id_inside_data_labels_the_message() {
-    let sdk = emulator_sdk().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let qa = create_queue(&sqs, "qa").await;
-    let server = start_with(&[("SQS_QUEUE_URL_QA", &qa)], &sdk).await;
-    let (mut ws, _) = connect(&server, "/ws").await;
+    let (sqs, qa, _server, mut ws, _) = with_queue("qa", "SQS_QUEUE_URL_QA").await;
     let reply = request(
         &mut ws,
         json!({"action": "forward", "type": "qa", "data": {"project_id": "p7"}}),
