@@ -30,3 +30,16 @@ pub async fn sdk_config(global: &Global, settings_region: Option<&str>) -> SdkCo
         .region(Region::from_static(DEFAULT_REGION))
         .build()
 }
+
+/// An AWS SDK error as "Code: message" (the SDK's own Display says only "service error"),
+/// falling back to the full error context for transport and other errors.
+pub fn error<E>(err: E) -> anyhow::Error
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match (err.code(), err.message()) {
+        (Some(code), Some(message)) => anyhow::anyhow!("{code}: {message}"),
+        (Some(code), None) => anyhow::anyhow!("{code}"),
+        _ => anyhow::anyhow!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
+    }
+}

@@ -23,6 +23,7 @@ pub mod summary;
 use std::io::{BufRead as _, IsTerminal as _};
 use std::time::{Duration, Instant, SystemTime};
 
+use anyhow::Context as _;
 use aws_sdk_cloudformation::types::{ChangeSetType, Parameter, Tag};
 
 use crate::cli::Global;
@@ -311,7 +312,11 @@ async fn apply_stack(
     let kind = match plan.kind_hint {
         Some(kind) => kind,
         None => match state::for_deploy(&clients.cfn, &env.stack_name, &env.name).await? {
-            StackState::Missing { .. } => ChangeSetType::Create,
+            StackState::Missing { in_review: true } => {
+                remove_empty_stack(clients, env, &step, interrupt).await?;
+                ChangeSetType::Create
+            }
+            StackState::Missing { in_review: false } => ChangeSetType::Create,
             StackState::Ready(_) => ChangeSetType::Update,
         },
     };
@@ -386,6 +391,34 @@ async fn apply_stack(
         status: outcome.status,
         changes: set.changes.len(),
     })
+}
+
+/// A stack in REVIEW_IN_PROGRESS holds no resources (its creating change set was never
+/// executed, or failed to execute): delete it so the deploy starts from a clean CREATE.
+async fn remove_empty_stack(
+    clients: &Clients,
+    env: &Environment,
+    step: &crate::progress::Step,
+    interrupt: &Interrupt,
+) -> anyhow::Result<()> {
+    step.println(format!(
+        "stack {} was never created (REVIEW_IN_PROGRESS, no resources): removing it first",
+        env.stack_name
+    ));
+    let since = SystemTime::now();
+    clients
+        .cfn
+        .delete_stack()
+        .stack_name(&env.stack_name)
+        .send()
+        .await
+        .map_err(crate::aws::error)
+        .with_context(|| format!("deleting the empty stack {}", env.stack_name))?;
+    let outcome = events::watch(&clients.cfn, &env.stack_name, since, step, interrupt).await?;
+    if outcome.status != "DELETE_COMPLETE" {
+        return Err(fail(Exit::Failure, outcome.failure_report()));
+    }
+    Ok(())
 }
 
 async fn read_stack(clients: &Clients, env: &Environment) -> anyhow::Result<state::Stack> {

@@ -36,7 +36,7 @@ pub async fn resolve(ec2: &aws_sdk_ec2::Client, env: &Environment) -> anyhow::Re
     let out = request
         .send()
         .await
-        .map_err(aws_sdk_ec2::Error::from)
+        .map_err(crate::aws::error)
         .with_context(|| format!("listing the subnets of {vpc_id}"))?;
     let subnets: Vec<(String, String, String)> = out
         .subnets()
@@ -58,7 +58,7 @@ async fn default_vpc(ec2: &aws_sdk_ec2::Client) -> anyhow::Result<String> {
         .filters(Filter::builder().name("is-default").values("true").build())
         .send()
         .await
-        .map_err(aws_sdk_ec2::Error::from)
+        .map_err(crate::aws::error)
         .context("looking up the default VPC")?;
     out.vpcs()
         .first()

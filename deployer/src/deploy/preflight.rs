@@ -85,7 +85,7 @@ async fn account(sts: &aws_sdk_sts::Client) -> anyhow::Result<String> {
         .get_caller_identity()
         .send()
         .await
-        .map_err(aws_sdk_sts::Error::from)
+        .map_err(crate::aws::error)
         .context(
             "AWS credentials do not work (GetCallerIdentity): set AWS_PROFILE or --profile, or \
              AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",

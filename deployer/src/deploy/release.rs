@@ -54,7 +54,7 @@ pub async fn roll_out(
         .include(TaskDefinitionField::Tags)
         .send()
         .await
-        .map_err(aws_sdk_ecs::Error::from)
+        .map_err(crate::aws::error)
         .with_context(|| format!("describing task definition {current}"))?;
     let td = described
         .task_definition()
@@ -99,7 +99,7 @@ pub async fn roll_out(
         let out = update
             .send()
             .await
-            .map_err(aws_sdk_ecs::Error::from)
+            .map_err(crate::aws::error)
             .with_context(|| format!("updating service {service_name} to {}", short_td(&arn)))?;
         primary_deployment(out.service())
     } else {
@@ -227,7 +227,7 @@ async fn register_copy(
         .set_tags(Some(new_tags))
         .send()
         .await
-        .map_err(aws_sdk_ecs::Error::from)
+        .map_err(crate::aws::error)
         .with_context(|| format!("registering a new revision of {family}"))?;
     out.task_definition()
         .and_then(|t| t.task_definition_arn())

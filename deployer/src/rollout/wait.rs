@@ -149,6 +149,7 @@ pub async fn describe_service(
         .services(service)
         .send()
         .await
+        .map_err(crate::aws::error)
         .with_context(|| format!("describing ECS service {service} in cluster {cluster}"))?;
     out.services()
         .iter()
@@ -252,6 +253,7 @@ impl<'a> Watch<'a> {
             .desired_status(DesiredStatus::Stopped)
             .send()
             .await
+            .map_err(crate::aws::error)
             .context("listing stopped tasks of the deployment")?;
         let new: Vec<String> = listed
             .task_arns()
@@ -270,6 +272,7 @@ impl<'a> Watch<'a> {
             .set_tasks(Some(new))
             .send()
             .await
+            .map_err(crate::aws::error)
             .context("describing stopped tasks")?;
         for task in described.tasks() {
             // Only tasks that really stopped; STOPPING ones come back next poll.
@@ -320,7 +323,7 @@ impl<'a> Watch<'a> {
                 Err(err) => {
                     return vec![format!(
                         "(logs unavailable: {})",
-                        aws_sdk_ecs::error::DisplayErrorContext(err)
+                        crate::aws::error(err)
                     )];
                 }
             };
@@ -348,7 +351,7 @@ impl<'a> Watch<'a> {
                 ),
                 Err(err) => lines.push(format!(
                     "(logs of {container} unavailable in {group}/{stream}: {})",
-                    aws_sdk_cloudwatchlogs::error::DisplayErrorContext(err)
+                    crate::aws::error(err)
                 )),
             }
         }

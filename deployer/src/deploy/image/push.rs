@@ -38,7 +38,7 @@ pub async fn ecr_login(ecr: &aws_sdk_ecr::Client) -> anyhow::Result<Login> {
         .get_authorization_token()
         .send()
         .await
-        .map_err(aws_sdk_ecr::Error::from)
+        .map_err(crate::aws::error)
         .context("getting ECR credentials (GetAuthorizationToken)")?;
     let data = out
         .authorization_data()

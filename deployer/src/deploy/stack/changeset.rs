@@ -106,7 +106,7 @@ pub async fn plan(cfn: &Client, req: Request<'_>) -> anyhow::Result<Planned> {
         .description("wsctl deploy")
         .send()
         .await
-        .map_err(aws_sdk_cloudformation::Error::from)
+        .map_err(crate::aws::error)
         .with_context(|| format!("creating a change set for stack {}", req.stack_name))?;
     let id = created.id().unwrap_or(&name).to_owned();
 
@@ -177,7 +177,7 @@ async fn describe(cfn: &Client, id: &str) -> anyhow::Result<Described> {
             .set_next_token(token)
             .send()
             .await
-            .map_err(aws_sdk_cloudformation::Error::from)
+            .map_err(crate::aws::error)
             .context("reading the change set")?;
         for change in out.changes() {
             let Some(rc) = change.resource_change() else {
@@ -208,7 +208,7 @@ pub async fn execute(cfn: &Client, set: &ChangeSet) -> anyhow::Result<()> {
         .change_set_name(&set.id)
         .send()
         .await
-        .map_err(aws_sdk_cloudformation::Error::from)
+        .map_err(crate::aws::error)
         .with_context(|| format!("executing the change set for stack {}", set.stack_name))?;
     Ok(())
 }

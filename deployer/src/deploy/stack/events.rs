@@ -62,8 +62,9 @@ impl StackOutcome {
 }
 
 /// Whether a stack status is the end of an operation (nothing is in progress).
+/// REVIEW_IN_PROGRESS waits for a change set to be executed: nothing runs.
 pub fn is_terminal(status: &str) -> bool {
-    !status.ends_with("_IN_PROGRESS")
+    !status.ends_with("_IN_PROGRESS") || status == "REVIEW_IN_PROGRESS"
 }
 
 /// Whether a terminal status means the requested operation worked.
@@ -131,7 +132,7 @@ async fn stack_status(cfn: &Client, stack: &str) -> anyhow::Result<Option<(Strin
             )
         })),
         Err(err) if super::state::is_missing_stack(&err) => Ok(None),
-        Err(err) => Err(err).with_context(|| format!("describing stack {stack}")),
+        Err(err) => Err(crate::aws::error(err)).with_context(|| format!("describing stack {stack}")),
     }
 }
 
@@ -147,7 +148,10 @@ async fn show_new_events(
         Ok(out) => out,
         // A deleted stack's events are only reachable by stack id; nothing more to show.
         Err(err) if super::state::is_missing_stack(&err) => return Ok(()),
-        Err(err) => return Err(err).with_context(|| format!("reading events of stack {stack}")),
+        Err(err) => {
+            return Err(crate::aws::error(err))
+                .with_context(|| format!("reading events of stack {stack}"));
+        }
     };
     // Newest first; the first page covers what happened since the last poll.
     let mut fresh: Vec<_> = out
@@ -183,6 +187,8 @@ mod tests {
     #[test]
     fn terminal_and_success_statuses() {
         assert!(!is_terminal("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"));
+        assert!(is_terminal("REVIEW_IN_PROGRESS"), "waits for us, not for AWS");
+        assert!(!is_success("REVIEW_IN_PROGRESS"));
         assert!(is_terminal("UPDATE_ROLLBACK_COMPLETE"));
         assert!(!is_success("UPDATE_ROLLBACK_COMPLETE"));
         assert!(!is_success("ROLLBACK_COMPLETE"));

@@ -66,7 +66,7 @@ pub async fn read(cfn: &Client, name: &str) -> anyhow::Result<Option<Stack>> {
         Ok(out) => out,
         Err(err) if is_missing_stack(&err) => return Ok(None),
         Err(err) => {
-            return Err(aws_sdk_cloudformation::Error::from(err))
+            return Err(crate::aws::error(err))
                 .with_context(|| format!("describing stack {name}"));
         }
     };
