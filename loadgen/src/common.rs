@@ -349,8 +349,16 @@ where
     })
 }
 
-/// Print the result: the JSON line on stdout, the summary on stderr.
-pub fn emit(result: &serde_json::Value, summary: &str) {
-    eprintln!("{summary}");
-    println!("{result}");
+/// What a scenario found: one JSON line for scripts, a summary for people.
+pub struct Report {
+    pub result: serde_json::Value,
+    pub summary: String,
+}
+
+impl Report {
+    /// Print the result: the JSON line on stdout, the summary on stderr.
+    pub fn emit(&self) {
+        eprintln!("{}", self.summary);
+        println!("{}", self.result);
+    }
 }

@@ -10,7 +10,7 @@ use clap::value_parser;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use crate::common::{self, Join, OpenPlan, ServerArgs};
+use crate::common::{self, Join, OpenPlan, Report, ServerArgs};
 use crate::net;
 
 #[derive(clap::Args, Debug)]
@@ -37,7 +37,7 @@ pub struct Args {
     per_source: u64,
 }
 
-pub async fn run(args: Args) -> Result<()> {
+pub async fn run(args: Args) -> Result<Report> {
     common::ensure_fds(args.connections)?;
     let server = common::Server::new(&args.server)?;
     let rss_before = server.rss()?;
@@ -105,8 +105,7 @@ pub async fn run(args: Args) -> Result<()> {
         args.hold,
         open_cpu.describe(held, "connections"),
     );
-    common::emit(&result, &summary);
-    Ok(())
+    Ok(Report { result, summary })
 }
 
 /// Ping every connection once, in parallel; how many answered.

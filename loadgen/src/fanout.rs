@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::{Mutex, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::{self, CpuReport, Join, OpenPlan, Server, ServerArgs};
+use crate::common::{self, CpuReport, Join, OpenPlan, Report, Server, ServerArgs};
 use crate::histogram::{Histogram, Percentiles};
 use crate::net::Ws;
 use crate::pacing::Pacer;
@@ -362,7 +362,7 @@ impl Publisher {
     }
 }
 
-pub async fn run(args: Args) -> Result<()> {
+pub async fn run(args: Args) -> Result<Report> {
     if args.token.is_empty() {
         bail!("no publish token: pass --token or set PUBLISH_TOKEN to the server's PUBLISH_TOKEN");
     }
@@ -433,8 +433,7 @@ pub async fn run(args: Args) -> Result<()> {
         summary.push_str(&format!("\nfanout: {reason}"));
         merge(&mut result, json!({ "close_reason": reason }));
     }
-    common::emit(&result, &summary);
-    Ok(())
+    Ok(Report { result, summary })
 }
 
 async fn saturate(

@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use clap::value_parser;
 use serde_json::json;
 
+use crate::common::Report;
 use crate::procfs::{ClockTicks, round};
 
 #[derive(clap::Args, Debug)]
@@ -133,7 +134,7 @@ fn round_trips(args: &Args, clock: ClockTicks) -> Result<(f64, f64)> {
     Ok(cost)
 }
 
-pub async fn run(args: Args) -> Result<()> {
+pub async fn run(args: Args) -> Result<Report> {
     let clock = ClockTicks::detect();
     let started = Instant::now();
     let (d, r) = tokio::task::spawn_blocking(move || -> Result<_> {
@@ -165,6 +166,5 @@ pub async fn run(args: Args) -> Result<()> {
         100.0 * r.1 / r.0,
         started.elapsed().as_secs_f64()
     );
-    crate::common::emit(&result, &summary);
-    Ok(())
+    Ok(Report { result, summary })
 }

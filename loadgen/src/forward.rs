@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::{self, ServerArgs};
+use crate::common::{self, Report, ServerArgs};
 use crate::histogram::Histogram;
 use crate::net::{self, Ws};
 use crate::procfs::round;
@@ -101,7 +101,7 @@ async fn client(
     None
 }
 
-pub async fn run(args: Args) -> Result<()> {
+pub async fn run(args: Args) -> Result<Report> {
     let server = common::Server::new(&args.server)?;
     let latency = Arc::new(Histogram::new());
     let tally = Arc::new(Tally::default());
@@ -161,8 +161,7 @@ pub async fn run(args: Args) -> Result<()> {
     if let Some(f) = &run.first_failure {
         summary.push_str(&format!("\nforward: first failure: {f}"));
     }
-    common::emit(&result, &summary);
-    Ok(())
+    Ok(Report { result, summary })
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::common::{self, ServerArgs};
+use crate::common::{self, Report, ServerArgs};
 use crate::histogram::Histogram;
 use crate::net::{self, Ws};
 use crate::procfs::round;
@@ -49,7 +49,7 @@ async fn client(mut ws: Ws, until: Instant, latency: Arc<Histogram>) -> Option<S
     None
 }
 
-pub async fn run(args: Args) -> Result<()> {
+pub async fn run(args: Args) -> Result<Report> {
     let server = common::Server::new(&args.server)?;
     let latency = Arc::new(Histogram::new());
     let run = common::closed_loop(
@@ -87,6 +87,5 @@ pub async fn run(args: Args) -> Result<()> {
     if let Some(e) = &run.first_failure {
         summary.push_str(&format!("\nping: first error: {e}"));
     }
-    common::emit(&result, &summary);
-    Ok(())
+    Ok(Report { result, summary })
 }
