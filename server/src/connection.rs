@@ -5,19 +5,20 @@
 //! Everything for one connection happens in one task with small, fixed state, so an idle
 //! connection costs a few kilobytes (see `docs/protocol.md`, Limits).
 
-use std::pin::Pin;
+use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::value::RawValue;
 use tokio::task::JoinSet;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite;
 use tracing::{debug, info};
 use uuid::Uuid;
@@ -105,6 +106,14 @@ enum Exit {
     ReadError(String),
 }
 
+/// What woke the connection loop, besides the outbox (which it writes as part of waiting).
+enum Event {
+    Exit(Exit),
+    Read(Option<Result<Message, axum::Error>>),
+    Forwarded(Result<ForwardResult, tokio::task::JoinError>),
+    Timer,
+}
+
 type ForwardResult = (
     QueueKind,
     Option<Box<RawValue>>,
@@ -152,18 +161,19 @@ async fn run(socket: WebSocket, state: AppState, slot: ConnectionSlot, project: 
     drop(subs);
     debug!(connection_id = %id, "connection opened");
 
-    let (mut sink, mut stream) = socket.split();
-    let exit = conn.serve(&mut sink, &mut stream).await;
+    // Not split: one task reads and writes, so the halves' lock would only add work per poll.
+    let mut socket = socket;
+    let exit = conn.serve(&mut socket).await;
     // Boxed: the closing path is large and only needed once, so it does not grow the state
     // every idle connection carries.
-    Box::pin(conn.finish(exit, &mut sink, &mut stream)).await;
+    Box::pin(conn.finish(exit, &mut socket)).await;
     drop(slot);
 }
 
 impl Conn {
     /// Queues a reply. A client whose queue is full is closed by the loop (overflow signal).
     fn send(&self, reply: &Reply<'_>) {
-        let _ = self.outbox.push(Utf8Bytes::from(reply.to_text()));
+        let _ = self.outbox.push_own(Utf8Bytes::from(reply.to_text()));
     }
 
     fn send_error(&self, request_id: Option<&RawValue>, e: &RequestError) {
@@ -175,36 +185,74 @@ impl Conn {
         });
     }
 
-    async fn serve(
-        &mut self,
-        sink: &mut SplitSink<WebSocket, Message>,
-        stream: &mut SplitStream<WebSocket>,
-    ) -> Exit {
+    /// The connection loop. One poll looks at everything in order of priority (drain,
+    /// overflow, the outbox, forwards, the socket, the keepalive timer) and writes the outbox
+    /// as soon as something is queued, so a reply or an update costs one pass, not several.
+    async fn serve(&mut self, socket: &mut WebSocket) -> Exit {
         let keepalive = self.state.config.keepalive.clone();
         let max_inflight = self.state.config.limits.max_inflight_forwards;
         let mut drain = self.state.drain.watch();
         let outbox = self.outbox.clone();
-        let mut want_write = false;
+        // The welcome is queued (own replies wake nobody; the loop writes after each event).
+        let mut want_write = true;
         let mut last_heard = Instant::now();
         let mut ping_sent: Option<Instant> = None;
-        let timer: Pin<&mut Sleep> = std::pin::pin!(tokio::time::sleep(keepalive.ping_interval));
-        let mut timer = timer;
+        let mut timer = pin!(tokio::time::sleep(keepalive.ping_interval));
+        // Created once and kept registered, rather than once per pass of the loop.
+        let mut draining = pin!(crate::shutdown::draining(&mut drain));
+        let mut overflowed = pin!(outbox.overflowed_signal());
+        let mut ready = pin!(outbox.ready());
 
         loop {
-            tokio::select! {
-                biased;
-                () = crate::shutdown::draining(&mut drain) => return Exit::Draining,
-                _ = outbox.overflowed_signal() => return Exit::TooSlow,
-                r = pump(sink, &outbox), if want_write => match r {
-                    Ok(()) => want_write = false,
-                    Err(_) => return Exit::ClientGone,
-                },
-                _ = outbox.ready(), if !want_write => want_write = true,
-                Some(done) = join_next(&mut self.forwards), if self.inflight > 0 => {
+            let event = std::future::poll_fn(|cx| {
+                if draining.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Exit(Exit::Draining));
+                }
+                if overflowed.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Exit(Exit::TooSlow));
+                }
+                loop {
+                    if want_write {
+                        match poll_pump(socket, &outbox, cx) {
+                            Poll::Ready(Ok(())) => want_write = false,
+                            Poll::Ready(Err(_)) => {
+                                return Poll::Ready(Event::Exit(Exit::ClientGone));
+                            }
+                            Poll::Pending => break,
+                        }
+                    }
+                    // Nothing left to write: wait for the next frame (ready at once if one came).
+                    if ready.as_mut().poll(cx).is_pending() {
+                        break;
+                    }
+                    ready.set(outbox.ready());
+                    want_write = true;
+                }
+                if self.inflight > 0
+                    && let Some(set) = self.forwards.as_mut()
+                    && let Poll::Ready(Some(done)) = set.poll_join_next(cx)
+                {
+                    return Poll::Ready(Event::Forwarded(done));
+                }
+                if self.inflight < max_inflight
+                    && let Poll::Ready(msg) = socket.poll_next_unpin(cx)
+                {
+                    return Poll::Ready(Event::Read(msg));
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Timer);
+                }
+                Poll::Pending
+            })
+            .await;
+            match event {
+                Event::Exit(exit) => return exit,
+                Event::Forwarded(done) => {
                     self.inflight -= 1;
                     self.reply_forward(done);
+                    want_write = true;
                 }
-                msg = stream.next(), if self.inflight < max_inflight => {
+                Event::Read(msg) => {
                     last_heard = Instant::now();
                     match msg {
                         None => return Exit::ClientGone,
@@ -212,8 +260,10 @@ impl Conn {
                         Some(Ok(Message::Close(_))) => return Exit::ClientClosed,
                         Some(Ok(m)) => self.handle(m),
                     }
+                    // Also flushes what the WebSocket layer queued itself (a pong to a ping).
+                    want_write = true;
                 }
-                () = &mut timer => {
+                Event::Timer => {
                     let now = Instant::now();
                     if let Some(sent) = ping_sent {
                         if last_heard < sent {
@@ -223,7 +273,7 @@ impl Conn {
                     }
                     let quiet_until = last_heard + keepalive.ping_interval;
                     if now >= quiet_until {
-                        let ping = sink.send(Message::Ping(bytes::Bytes::new()));
+                        let ping = socket.send(Message::Ping(bytes::Bytes::new()));
                         // Boxed for the same reason as the closing path.
                         let ping = Box::pin(tokio::time::timeout(keepalive.pong_timeout, ping));
                         if !matches!(ping.await, Ok(Ok(()))) {
@@ -369,12 +419,7 @@ impl Conn {
     }
 
     /// Closes the connection the way `exit` calls for, then forgets it.
-    async fn finish(
-        mut self,
-        exit: Exit,
-        sink: &mut SplitSink<WebSocket, Message>,
-        stream: &mut SplitStream<WebSocket>,
-    ) {
+    async fn finish(mut self, exit: Exit, socket: &mut WebSocket) {
         let id = self.id;
         let close = match &exit {
             Exit::Draining => {
@@ -386,7 +431,7 @@ impl Conn {
                     }
                     self.inflight -= 1;
                 }
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, pump(sink, &self.outbox)).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, pump(socket, &self.outbox)).await;
                 Some((
                     close_code::GOING_AWAY,
                     "server shutting down; connect again",
@@ -422,9 +467,9 @@ impl Conn {
                     reason: Utf8Bytes::from_static(reason),
                 };
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-                    if sink.send(Message::Close(Some(frame))).await.is_ok() {
+                    if socket.send(Message::Close(Some(frame))).await.is_ok() {
                         // Wait for the client's close frame, which ends the stream.
-                        while let Some(Ok(_)) = stream.next().await {}
+                        while let Some(Ok(_)) = socket.next().await {}
                     }
                 })
                 .await;
@@ -432,7 +477,7 @@ impl Conn {
             None => {
                 // Completes the close handshake the client started (the reply is queued).
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-                    while let Some(Ok(_)) = stream.next().await {}
+                    while let Some(Ok(_)) = socket.next().await {}
                 })
                 .await;
             }
@@ -441,23 +486,26 @@ impl Conn {
     }
 }
 
-/// Writes everything queued in the outbox and flushes. Cancel-safe: a frame is taken from the
-/// outbox only once the sink has room for it, and handing it over does not wait.
-async fn pump(
-    sink: &mut SplitSink<WebSocket, Message>,
+/// Writes everything queued in the outbox and flushes.
+async fn pump(socket: &mut WebSocket, outbox: &Outbox) -> Result<(), axum::Error> {
+    std::future::poll_fn(|cx| poll_pump(socket, outbox, cx)).await
+}
+
+/// One step of [`pump`]. Cancel-safe: a frame is taken from the outbox only once the socket
+/// has room for it, and handing it over does not wait.
+fn poll_pump(
+    socket: &mut WebSocket,
     outbox: &Outbox,
-) -> Result<(), axum::Error> {
-    std::future::poll_fn(|cx| {
-        loop {
-            std::task::ready!(sink.poll_ready_unpin(cx))?;
-            match outbox.pop() {
-                Some(frame) => sink.start_send_unpin(Message::Text(frame))?,
-                None => break,
-            }
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), axum::Error>> {
+    loop {
+        std::task::ready!(socket.poll_ready_unpin(cx))?;
+        match outbox.pop() {
+            Some(frame) => socket.start_send_unpin(Message::Text(frame))?,
+            None => break,
         }
-        sink.poll_flush_unpin(cx)
-    })
-    .await
+    }
+    socket.poll_flush_unpin(cx)
 }
 
 async fn join_next(

@@ -60,8 +60,18 @@ impl Outbox {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a frame without waiting.
+    /// Queues a frame without waiting, and wakes the connection if the queue was empty.
     pub fn push(&self, frame: Utf8Bytes) -> Result<(), PushError> {
+        self.push_and_wake(frame, true)
+    }
+
+    /// Queues a reply from the connection's own task, which writes its outbox right after
+    /// handling a request: waking it would only cost an extra pass over an empty queue.
+    pub fn push_own(&self, frame: Utf8Bytes) -> Result<(), PushError> {
+        self.push_and_wake(frame, false)
+    }
+
+    fn push_and_wake(&self, frame: Utf8Bytes, wake: bool) -> Result<(), PushError> {
         let mut inner = self.lock();
         if inner.state != State::Open {
             return Err(PushError::Closed);
@@ -76,7 +86,7 @@ impl Outbox {
         inner.queue.push_back(frame);
         let first = inner.queue.len() == 1;
         drop(inner);
-        if first {
+        if first && wake {
             self.ready.notify_one();
         }
         Ok(())
