@@ -40,6 +40,9 @@ where
     match (err.code(), err.message()) {
         (Some(code), Some(message)) => anyhow::anyhow!("{code}: {message}"),
         (Some(code), None) => anyhow::anyhow!("{code}"),
-        _ => anyhow::anyhow!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
+        _ => anyhow::anyhow!(
+            "{}",
+            aws_smithy_types::error::display::DisplayErrorContext(&err)
+        ),
     }
 }

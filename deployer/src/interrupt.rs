@@ -35,7 +35,8 @@ impl Interrupt {
         }
     }
 
-    /// A handle that never fires (tests, non-interactive helpers).
+    /// A handle that never fires (tests).
+    #[cfg(test)]
     pub fn never() -> Self {
         let (tx, rx) = watch::channel(false);
         Self {

@@ -31,7 +31,8 @@ impl Progress {
         Self::with_mode(output::interactive())
     }
 
-    /// Plain lines only, e.g. for tests or `--output json` runs that log to a file.
+    /// Plain lines only (tests).
+    #[cfg(test)]
     pub fn plain() -> Self {
         Self::with_mode(false)
     }
@@ -46,11 +47,6 @@ impl Progress {
             multi: MultiProgress::with_draw_target(target),
             interactive,
         }
-    }
-
-    /// Whether spinners and bars are drawn.
-    pub fn is_interactive(&self) -> bool {
-        self.interactive
     }
 
     /// Prints one line to stderr, above any spinner.
@@ -88,21 +84,6 @@ impl Progress {
             done: false,
         }
     }
-
-    /// A byte-count bar (e.g. one image layer being pushed); hidden when not interactive.
-    pub fn bar(&self, label: impl Into<Cow<'static, str>>, total: u64) -> ProgressBar {
-        if !self.interactive {
-            return ProgressBar::hidden();
-        }
-        let bar = self.multi.add(ProgressBar::new(total));
-        bar.set_style(
-            ProgressStyle::with_template("  {prefix:>14} [{bar:30}] {bytes}/{total_bytes} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(label);
-        bar
-    }
 }
 
 fn spinner_style() -> ProgressStyle {
@@ -121,16 +102,6 @@ pub struct Step {
 }
 
 impl Step {
-    /// The step's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Time since the step started.
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
     /// What the step is doing now: the spinner's message; not printed in plain mode.
     pub fn set_message(&self, message: impl Into<Cow<'static, str>>) {
         self.bar.set_message(message);

@@ -18,14 +18,20 @@ async fn running(config: &aws_config::SdkConfig, cluster: &str, service: &str) -
         .send()
         .await
         .expect("describe the service");
-    let td = out.services()[0].task_definition().expect("a task definition").to_owned();
+    let td = out.services()[0]
+        .task_definition()
+        .expect("a task definition")
+        .to_owned();
     let described = ecs
         .describe_task_definition()
         .task_definition(&td)
         .send()
         .await
         .expect("describe the task definition");
-    let image = described.task_definition().expect("task definition").container_definitions()[0]
+    let image = described
+        .task_definition()
+        .expect("task definition")
+        .container_definitions()[0]
         .image()
         .expect("an image")
         .to_owned();
@@ -64,16 +70,37 @@ async fn deploy_creates_then_releases_only_what_changed() {
     assert_eq!(first["rollout"]["verdict"], "completed", "{first:#}");
     let stack_name = format!("agenticai-websocket-{env}");
     let cfn = aws_sdk_cloudformation::Client::new(&config);
-    let stack = cfn.describe_stacks().stack_name(&stack_name).send().await.expect("stack");
+    let stack = cfn
+        .describe_stacks()
+        .stack_name(&stack_name)
+        .send()
+        .await
+        .expect("stack");
     let outputs: std::collections::BTreeMap<_, _> = stack.stacks()[0]
         .outputs()
         .iter()
-        .map(|o| (o.output_key().unwrap_or_default(), o.output_value().unwrap_or_default()))
+        .map(|o| {
+            (
+                o.output_key().unwrap_or_default(),
+                o.output_value().unwrap_or_default(),
+            )
+        })
         .collect();
-    for key in ["WebSocketEndpoint", "ECSClusterName", "WebSocketServiceName", "WebSocketRepositoryUri"] {
-        assert!(outputs.get(key).is_some_and(|v| !v.is_empty()), "output {key}: {outputs:?}");
+    for key in [
+        "WebSocketEndpoint",
+        "ECSClusterName",
+        "WebSocketServiceName",
+        "WebSocketRepositoryUri",
+    ] {
+        assert!(
+            outputs.get(key).is_some_and(|v| !v.is_empty()),
+            "output {key}: {outputs:?}"
+        );
     }
-    assert!(outputs["WebSocketEndpoint"].starts_with("ws://") && outputs["WebSocketEndpoint"].ends_with("/ws"));
+    assert!(
+        outputs["WebSocketEndpoint"].starts_with("ws://")
+            && outputs["WebSocketEndpoint"].ends_with("/ws")
+    );
     let repository = outputs["WebSocketRepositoryUri"];
     let image = str_of(&first, "image");
     let tag = str_of(&first, "image_tag");
@@ -92,20 +119,37 @@ async fn deploy_creates_then_releases_only_what_changed() {
     assert_eq!(second["revision_registered"], true, "{second:#}");
     assert_eq!(second["rollout"]["verdict"], "completed");
     let image2 = str_of(&second, "image");
-    assert_ne!(str_of(&second, "image_digest"), str_of(&first, "image_digest"));
-    assert_eq!(registry_digest(image2).await, str_of(&second, "image_digest"));
+    assert_ne!(
+        str_of(&second, "image_digest"),
+        str_of(&first, "image_digest")
+    );
+    assert_eq!(
+        registry_digest(image2).await,
+        str_of(&second, "image_digest")
+    );
     let (td2, running2) = running(&config, cluster, service).await;
     assert_ne!(td2, td1, "a new task definition revision");
     assert_eq!(running2, image2);
-    let revision = |td: &str| td.rsplit(':').next().and_then(|n| n.parse::<u32>().ok()).expect("revision");
+    let revision = |td: &str| {
+        td.rsplit(':')
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+            .expect("revision")
+    };
     assert!(revision(&td2) > revision(&td1));
 
     // 3. Nothing changed (a file the .dockerignore keeps out does not count): no new revision.
     project.write("not-sent/notes.txt", "scratch notes\n");
     let third = deploy_json(&project, &env);
     assert_eq!(third["revision_registered"], false, "{third:#}");
-    assert_eq!(third["layers_pushed"], 0, "every layer already in the registry");
-    assert_eq!(str_of(&third, "image_digest"), str_of(&second, "image_digest"));
+    assert_eq!(
+        third["layers_pushed"], 0,
+        "every layer already in the registry"
+    );
+    assert_eq!(
+        str_of(&third, "image_digest"),
+        str_of(&second, "image_digest")
+    );
     let (td3, _) = running(&config, cluster, service).await;
     assert_eq!(td3, td2, "no new revision, no service update");
     eprintln!(
@@ -123,17 +167,38 @@ async fn text_output_names_endpoint_image_and_revision() {
     let project = Project::new(&env, &main_stack, TINY_DOCKERFILE);
     let config_path = project.config();
     let out = wsctl(
-        &["deploy", "--env", &env, "--config", config_path.to_str().expect("utf-8"), "--yes"],
+        &[
+            "deploy",
+            "--env",
+            &env,
+            "--config",
+            config_path.to_str().expect("utf-8"),
+            "--yes",
+        ],
         &[],
     );
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    for needle in ["endpoint  ws://", "/ws\n", "image     ", "digest    sha256:", "revision  agenticai-websocket-", "rollout   rollout completed", "phases    preflight"] {
+    for needle in [
+        "endpoint  ws://",
+        "/ws\n",
+        "image     ",
+        "digest    sha256:",
+        "revision  agenticai-websocket-",
+        "rollout   rollout completed",
+        "phases    preflight",
+    ] {
         assert!(stdout.contains(needle), "{needle:?} in:\n{stdout}");
     }
     // Progress goes to stderr, step by step.
-    for step in ["✓ preflight", "✓ build image", "✓ push image", "✓ release", "✓ rollout"] {
+    for step in [
+        "✓ preflight",
+        "✓ build image",
+        "✓ push image",
+        "✓ release",
+        "✓ rollout",
+    ] {
         assert!(stderr.contains(step), "{step:?} in:\n{stderr}");
     }
 }

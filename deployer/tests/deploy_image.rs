@@ -26,7 +26,10 @@ impl Drop for Running {
         let id = self.id.clone();
         // A fresh runtime: the test's own may already be shutting down.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(docker.remove_container(
                 &id,
                 Some(RemoveContainerOptionsBuilder::default().force(true).build()),
@@ -79,13 +82,22 @@ async fn the_deployed_server_image_runs_and_answers() {
     );
     let summary = deploy_json(&project, &env);
     assert_eq!(summary["rollout"]["verdict"], "completed", "{summary:#}");
-    assert!(summary["compile_seconds"].is_number(), "the pre-build is timed: {summary:#}");
+    assert!(
+        summary["compile_seconds"].is_number(),
+        "the pre-build is timed: {summary:#}"
+    );
     let image = summary["image"].as_str().expect("image").to_owned();
 
     let docker = Docker::connect_with_defaults().expect("docker");
-    let inspected = docker.inspect_image(&image).await.expect("the image is local");
+    let inspected = docker
+        .inspect_image(&image)
+        .await
+        .expect("the image is local");
     let user = inspected.config.and_then(|c| c.user).unwrap_or_default();
-    assert!(!user.is_empty() && !user.starts_with("0") && user != "root", "runs as non-root: {user:?}");
+    assert!(
+        !user.is_empty() && !user.starts_with("0") && user != "root",
+        "runs as non-root: {user:?}"
+    );
 
     let port = free_port();
     let created = docker
@@ -111,7 +123,10 @@ async fn the_deployed_server_image_runs_and_answers() {
         docker: docker.clone(),
         id: created.id.clone(),
     };
-    docker.start_container(&created.id, None).await.expect("start the container");
+    docker
+        .start_container(&created.id, None)
+        .await
+        .expect("start the container");
 
     let health = format!("http://127.0.0.1:{port}/health");
     let client = reqwest::Client::new();
@@ -130,7 +145,9 @@ async fn the_deployed_server_image_runs_and_answers() {
         .expect("WebSocket upgrade");
     let welcome = next_json(&mut ws).await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
-    ws.send(Message::Text(r#"{"action":"ping"}"#.into())).await.expect("send ping");
+    ws.send(Message::Text(r#"{"action":"ping"}"#.into()))
+        .await
+        .expect("send ping");
     let pong = next_json(&mut ws).await;
     assert_eq!(pong["type"], "pong", "{pong}");
 }

@@ -8,9 +8,11 @@ use crate::exit::Exit;
 
 /// Build, push and roll out the server; create or update its stack first.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  wsctl deploy --env dev\n  wsctl deploy --env prod --yes \
+#[command(
+    after_help = "Examples:\n  wsctl deploy --env dev\n  wsctl deploy --env prod --yes \
                         --output json\n\nExit codes: 0 deployed, 1 failed, 2 bad usage, 3 rolled \
-                        back by ECS, 4 timed out, 130 interrupted.")]
+                        back by ECS, 4 timed out, 130 interrupted."
+)]
 pub struct Args {
     /// Apply stack changes without asking (prod asks on a terminal otherwise).
     #[arg(long, short = 'y')]

@@ -60,10 +60,16 @@ pub async fn run(
             Err(Pipe::Stderr) => err_open = false,
         }
     }
-    let status = child.wait().await.context("waiting for the pre-build command")?;
+    let status = child
+        .wait()
+        .await
+        .context("waiting for the pre-build command")?;
     if !status.success() {
         step.fail(format!("exited with {status}"));
-        let shown = tail.iter().map(|l| format!("\n  | {l}")).collect::<String>();
+        let shown = tail
+            .iter()
+            .map(|l| format!("\n  | {l}"))
+            .collect::<String>();
         return Err(fail(
             Exit::Failure,
             format!("the pre-build command `{command}` failed ({status}):{shown}"),

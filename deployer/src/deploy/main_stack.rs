@@ -72,6 +72,10 @@ mod tests {
         outputs.remove("QAQueueUrl");
         outputs.insert("OpsQueueUrl".into(), String::new());
         let err = required(&outputs, "main").expect_err("incomplete");
-        assert!(err.to_string().contains("lacks output(s) QAQueueUrl, OpsQueueUrl"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("lacks output(s) QAQueueUrl, OpsQueueUrl"),
+            "{err}"
+        );
     }
 }

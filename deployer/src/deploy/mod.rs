@@ -124,7 +124,15 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
     let stack_work = async {
         let t = Instant::now();
         let plan = StackPlan::first(&env, &found);
-        let outcome = apply_stack(&clients, &env, plan, needs_confirmation, &progress, &interrupt).await?;
+        let outcome = apply_stack(
+            &clients,
+            &env,
+            plan,
+            needs_confirmation,
+            &progress,
+            &interrupt,
+        )
+        .await?;
         anyhow::Ok((outcome, t.elapsed()))
     };
     let (built, stacked) = tokio::join!(build, stack_work);
@@ -145,7 +153,10 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
 
     // 4. Push.
     let t = Instant::now();
-    let repository = stack_out.stack.output("WebSocketRepositoryUri", &env.stack_name)?.to_owned();
+    let repository = stack_out
+        .stack
+        .output("WebSocketRepositoryUri", &env.stack_name)?
+        .to_owned();
     let login = image::push::ecr_login(&clients.ecr).await?;
     let pushed = image::push::push(
         &found.docker,
@@ -162,7 +173,11 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
     // 5. First deploy: now that the image exists, the stack creates the service with it.
     let mut stack = stack_out.stack;
     let mut stack_changes = stack_out.changes;
-    if stack.parameters.get("ImageUri").is_none_or(|v| v.is_empty()) {
+    if stack
+        .parameters
+        .get("ImageUri")
+        .is_none_or(|v| v.is_empty())
+    {
         let t = Instant::now();
         let plan = StackPlan::with_image(&env, &found, &pushed.image);
         let outcome = apply_stack(&clients, &env, plan, false, &progress, &interrupt).await?;
@@ -174,7 +189,9 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
     // 6. Release.
     let t = Instant::now();
     let cluster = stack.output("ECSClusterName", &env.stack_name)?.to_owned();
-    let service = stack.output("WebSocketServiceName", &env.stack_name)?.to_owned();
+    let service = stack
+        .output("WebSocketServiceName", &env.stack_name)?
+        .to_owned();
     let since = SystemTime::now();
     let release = release::roll_out(
         &clients.rollout.ecs,
@@ -189,8 +206,8 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
     phases.push(Phase::new("release", t.elapsed()));
 
     // 7. Rollout.
-    let verdict = if options.no_wait {
-        None
+    let (verdict, stopped_tasks) = if options.no_wait {
+        (None, Vec::new())
     } else {
         let t = Instant::now();
         let target = rollout::Target {
@@ -205,11 +222,12 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
         if let Verdict::Interrupted { .. } = report.verdict {
             progress.println(rollout::wait::resume_hint(&env.name, &report));
         }
-        Some(report.verdict)
+        (Some(report.verdict), report.stopped_tasks)
     };
 
     let summary = Summary {
         environment: env.name.clone(),
+        account: found.account.clone(),
         region,
         stack: env.stack_name.clone(),
         cluster,
@@ -226,6 +244,7 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
         layers_pushed: pushed.layers_pushed,
         deployment_id: release.deployment_id.clone(),
         rollout: verdict.clone(),
+        stopped_tasks,
         phases,
         compile_seconds: compile_time.map(|d| (d.as_secs_f64() * 1000.0).round() / 1000.0),
         total_seconds: started.elapsed().as_secs_f64(),
@@ -247,7 +266,7 @@ impl StackPlan {
     /// The first stack operation of a deploy: everything from settings and preflight; the image
     /// stays as it is (empty on creation: no service until the image is pushed).
     fn first(env: &Environment, found: &preflight::Found) -> Self {
-        let ready = matches!(found.stack, StackState::Ready(_));
+        let ready = matches!(found.stack, StackState::Ready);
         let mut parameters = common_parameters(env, found);
         if ready {
             parameters.push(keep("ImageUri"));
@@ -284,7 +303,10 @@ fn common_parameters(env: &Environment, found: &preflight::Found) -> Vec<Paramet
         param("MinTasks", env.min_tasks.to_string()),
         param("MaxTasks", env.max_tasks.to_string()),
         param("UseFargateSpot", env.fargate_spot.to_string()),
-        param("CertificateArn", env.certificate_arn.clone().unwrap_or_default()),
+        param(
+            "CertificateArn",
+            env.certificate_arn.clone().unwrap_or_default(),
+        ),
     ];
     for (key, value) in &found.main {
         parameters.push(param(key, value));
@@ -317,7 +339,7 @@ async fn apply_stack(
                 ChangeSetType::Create
             }
             StackState::Missing { in_review: false } => ChangeSetType::Create,
-            StackState::Ready(_) => ChangeSetType::Update,
+            StackState::Ready => ChangeSetType::Update,
         },
     };
     let tags = vec![
@@ -349,7 +371,11 @@ async fn apply_stack(
         }
         Planned::Ready(set) => set,
     };
-    let verb = if kind == ChangeSetType::Create { "create" } else { "update" };
+    let verb = if kind == ChangeSetType::Create {
+        "create"
+    } else {
+        "update"
+    };
     if set.changes.is_empty() {
         step.println(format!("{verb}: CloudFormation listed no resource changes"));
     } else {
@@ -385,7 +411,11 @@ async fn apply_stack(
         return Err(fail(Exit::Failure, outcome.failure_report()));
     }
     let stack = read_stack(clients, env).await?;
-    step.finish(format!("{} ({} change(s))", outcome.status, set.changes.len()));
+    step.finish(format!(
+        "{} ({} change(s))",
+        outcome.status,
+        set.changes.len()
+    ));
     Ok(StackOutcome {
         stack,
         status: outcome.status,
@@ -424,7 +454,12 @@ async fn remove_empty_stack(
 async fn read_stack(clients: &Clients, env: &Environment) -> anyhow::Result<state::Stack> {
     state::read(&clients.cfn, &env.stack_name)
         .await?
-        .ok_or_else(|| fail(Exit::Failure, format!("stack {} disappeared", env.stack_name)))
+        .ok_or_else(|| {
+            fail(
+                Exit::Failure,
+                format!("stack {} disappeared", env.stack_name),
+            )
+        })
 }
 
 /// Asks a yes/no question on the terminal; anything but "y"/"yes" is no.

@@ -98,7 +98,11 @@ fn pick(
             .map(|(zone, ids)| format!("{} in {zone}", ids.join(", ")))
             .collect::<Vec<_>>()
             .join("; ");
-        let found = if found.is_empty() { "none".into() } else { found };
+        let found = if found.is_empty() {
+            "none".into()
+        } else {
+            found
+        };
         return Err(fail(
             Exit::Failure,
             format!(
@@ -165,8 +169,11 @@ mod tests {
     fn configured_subnets_must_be_in_the_vpc() {
         let mut other = subnet("s-x", "us-east-1b");
         other.2 = "vpc-2".into();
-        let err = pick("vpc-1", vec![subnet("s-a", "us-east-1a"), other], true)
-            .expect_err("wrong vpc");
-        assert!(err.to_string().contains("not in the service's VPC"), "{err}");
+        let err =
+            pick("vpc-1", vec![subnet("s-a", "us-east-1a"), other], true).expect_err("wrong vpc");
+        assert!(
+            err.to_string().contains("not in the service's VPC"),
+            "{err}"
+        );
     }
 }

@@ -19,14 +19,17 @@ use crate::settings::Environment;
 pub struct Found {
     pub account: String,
     pub docker: Docker,
-    pub docker_version: String,
     pub main: MainOutputs,
     pub network: Network,
     pub stack: StackState,
 }
 
 /// Runs every check concurrently; fails with all failures listed.
-pub async fn run(clients: &Clients, env: &Environment, progress: &Progress) -> anyhow::Result<Found> {
+pub async fn run(
+    clients: &Clients,
+    env: &Environment,
+    progress: &Progress,
+) -> anyhow::Result<Found> {
     let step = progress.step("preflight");
     let (account, docker, main, network, stack) = tokio::join!(
         account(&clients.sts),
@@ -46,7 +49,6 @@ pub async fn run(clients: &Clients, env: &Environment, progress: &Progress) -> a
             Ok(Found {
                 account,
                 docker,
-                docker_version,
                 main,
                 network,
                 stack,
@@ -75,7 +77,10 @@ pub async fn run(clients: &Clients, env: &Environment, progress: &Progress) -> a
                 .map(|e| format!("  - {e:#}"))
                 .collect::<Vec<_>>()
                 .join("\n");
-            Err(fail(exit, format!("preflight failed; nothing was changed:\n{text}")))
+            Err(fail(
+                exit,
+                format!("preflight failed; nothing was changed:\n{text}"),
+            ))
         }
     }
 }
@@ -95,7 +100,8 @@ async fn account(sts: &aws_sdk_sts::Client) -> anyhow::Result<String> {
 
 /// Connects to the engine named by DOCKER_HOST (else the local socket) and checks it answers.
 pub async fn docker() -> anyhow::Result<(Docker, String)> {
-    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let host =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
     let hint = format!(
         "the Docker engine does not answer at {host}: start it (locally: `scripts/services up \
          docker`) or point DOCKER_HOST at a running one"

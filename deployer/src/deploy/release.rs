@@ -83,7 +83,10 @@ pub async fn roll_out(
         }
         (current_arn, false)
     } else {
-        (register_copy(ecs, td, container, tags, pushed, commit).await?, true)
+        (
+            register_copy(ecs, td, container, tags, pushed, commit).await?,
+            true,
+        )
     };
 
     let service_updated = registered || scale_to.is_some();
@@ -105,7 +108,12 @@ pub async fn roll_out(
     } else {
         primary_deployment(Some(&service))
     }
-    .ok_or_else(|| fail(Exit::Failure, format!("service {service_name} reports no PRIMARY deployment")))?;
+    .ok_or_else(|| {
+        fail(
+            Exit::Failure,
+            format!("service {service_name} reports no PRIMARY deployment"),
+        )
+    })?;
 
     let revision = short_td(&arn).to_owned();
     let what = match (registered, scale_to) {

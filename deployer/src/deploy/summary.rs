@@ -7,10 +7,12 @@ use serde::Serialize;
 
 use crate::progress::format_duration;
 use crate::rollout::Verdict;
+use crate::rollout::verdict::StoppedTask;
 
 #[derive(Debug, Serialize)]
 pub struct Summary {
     pub environment: String,
+    pub account: String,
     pub region: String,
     pub stack: String,
     pub cluster: String,
@@ -29,6 +31,8 @@ pub struct Summary {
     pub deployment_id: String,
     /// `None` with `--no-wait`.
     pub rollout: Option<Verdict>,
+    /// Tasks of the new release that stopped, with their reasons and last log lines.
+    pub stopped_tasks: Vec<StoppedTask>,
     /// Seconds per phase, in order.
     pub phases: Vec<Phase>,
     /// The pre-build (compile) time, reported apart: it dominates.
@@ -66,11 +70,22 @@ impl Summary {
         let phases = self
             .phases
             .iter()
-            .map(|p| format!("{} {}", p.name, format_duration(Duration::from_secs_f64(p.seconds))))
+            .map(|p| {
+                format!(
+                    "{} {}",
+                    p.name,
+                    format_duration(Duration::from_secs_f64(p.seconds))
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let mut rows = vec![
-            ("endpoint", self.endpoint.clone().unwrap_or_else(|| "(no output)".into())),
+            (
+                "endpoint",
+                self.endpoint
+                    .clone()
+                    .unwrap_or_else(|| "(no output)".into()),
+            ),
             ("image", self.image.clone()),
             ("digest", self.image_digest.clone()),
         ];
@@ -89,7 +104,11 @@ impl Summary {
         ));
         let mut text = format!(
             "{} {} ({}, {})\n",
-            if self.rollout.as_ref().is_none_or(|v| matches!(v, Verdict::Completed { .. })) {
+            if self
+                .rollout
+                .as_ref()
+                .is_none_or(|v| matches!(v, Verdict::Completed { .. }))
+            {
                 "Deployed"
             } else {
                 "Deploy did not complete:"

@@ -10,5 +10,5 @@
 pub mod verdict;
 pub mod wait;
 
-pub use verdict::{DeploymentState, Observation, StoppedTask, Verdict, judge};
-pub use wait::{Clients, Report, Target, wait};
+pub use verdict::Verdict;
+pub use wait::{Clients, Target, wait};

@@ -189,7 +189,9 @@ pub fn judge(o: &Observation) -> Verdict {
                     .rollout_reason
                     .clone()
                     .unwrap_or_else(|| "the deployment failed".into()),
-                restored: primary.filter(|p| p.id != d.id).map(|p| p.task_definition.clone()),
+                restored: primary
+                    .filter(|p| p.id != d.id)
+                    .map(|p| p.task_definition.clone()),
             };
         }
     } else {
@@ -260,8 +262,19 @@ mod tests {
 
     #[test]
     fn completed_needs_our_deployment_done_and_all_tasks_running() {
-        let v = judge(&observe(vec![deployment("new", "PRIMARY", Some("COMPLETED"), 2)]));
-        assert_eq!(v, Verdict::Completed { running: 2, desired: 2 });
+        let v = judge(&observe(vec![deployment(
+            "new",
+            "PRIMARY",
+            Some("COMPLETED"),
+            2,
+        )]));
+        assert_eq!(
+            v,
+            Verdict::Completed {
+                running: 2,
+                desired: 2
+            }
+        );
         assert_eq!(v.exit(), Exit::Success);
 
         let v = judge(&observe(vec![
@@ -270,7 +283,12 @@ mod tests {
         ]));
         assert!(matches!(v, Verdict::InProgress { .. }), "{v:?}");
 
-        let v = judge(&observe(vec![deployment("new", "PRIMARY", Some("COMPLETED"), 1)]));
+        let v = judge(&observe(vec![deployment(
+            "new",
+            "PRIMARY",
+            Some("COMPLETED"),
+            1,
+        )]));
         assert!(matches!(v, Verdict::InProgress { running: 1, .. }), "{v:?}");
     }
 
@@ -285,14 +303,23 @@ mod tests {
         match &v {
             Verdict::RolledBack { reason, restored } => {
                 assert!(reason.contains("circuit breaker"), "{reason}");
-                assert!(restored.as_deref().is_some_and(|td| td.ends_with("ws:rollback")));
+                assert!(
+                    restored
+                        .as_deref()
+                        .is_some_and(|td| td.ends_with("ws:rollback"))
+                );
             }
             other => panic!("expected a rollback, got {other:?}"),
         }
         assert_eq!(v.exit(), Exit::RolledBack);
 
         // Once ECS drops our deployment from the list, it is still a rollback.
-        let v = judge(&observe(vec![deployment("rollback", "PRIMARY", Some("COMPLETED"), 2)]));
+        let v = judge(&observe(vec![deployment(
+            "rollback",
+            "PRIMARY",
+            Some("COMPLETED"),
+            2,
+        )]));
         assert_eq!(v.exit(), Exit::RolledBack, "{v:?}");
     }
 
@@ -336,7 +363,13 @@ mod tests {
         let mut o = observe(vec![deployment("new", "PRIMARY", Some("IN_PROGRESS"), 1)]);
         o.elapsed = o.timeout;
         let v = judge(&o);
-        assert_eq!(v, Verdict::TimedOut { running: 1, desired: 2 });
+        assert_eq!(
+            v,
+            Verdict::TimedOut {
+                running: 1,
+                desired: 2
+            }
+        );
         assert_eq!(v.exit(), Exit::TimedOut);
 
         o.deployments[0].running = 2;

@@ -233,7 +233,10 @@ impl<'a> Watch<'a> {
             .events()
             .iter()
             .filter(|e| e.created_at().is_some_and(|t| t.as_secs_f64() >= since))
-            .filter(|e| self.seen_events.insert(e.id().unwrap_or_default().to_owned()))
+            .filter(|e| {
+                self.seen_events
+                    .insert(e.id().unwrap_or_default().to_owned())
+            })
             .collect();
         fresh.reverse();
         for event in fresh {
@@ -287,7 +290,10 @@ impl<'a> Watch<'a> {
                 self.step.println(format!(
                     "task {} stopped: {}",
                     stopped.task_id,
-                    stopped.stopped_reason.as_deref().unwrap_or("no reason given")
+                    stopped
+                        .stopped_reason
+                        .as_deref()
+                        .unwrap_or("no reason given")
                 ));
                 for container in &stopped.containers {
                     self.step.println(format!("  {container}"));
@@ -321,10 +327,7 @@ impl<'a> Watch<'a> {
                     .map(|t| awslogs_streams(t.container_definitions()))
                     .unwrap_or_default(),
                 Err(err) => {
-                    return vec![format!(
-                        "(logs unavailable: {})",
-                        crate::aws::error(err)
-                    )];
+                    return vec![format!("(logs unavailable: {})", crate::aws::error(err))];
                 }
             };
             self.log_config.insert(td.to_owned(), config);
@@ -418,7 +421,9 @@ fn stopped_task(task: &Task) -> StoppedTask {
             .iter()
             .filter(|c| c.exit_code().is_some() || c.reason().is_some())
             .map(|c| {
-                let exit = c.exit_code().map_or(String::new(), |code| format!("exit {code}"));
+                let exit = c
+                    .exit_code()
+                    .map_or(String::new(), |code| format!("exit {code}"));
                 let reason = c.reason().map_or(String::new(), |r| format!(" ({r})"));
                 format!("{}: {exit}{reason}", c.name().unwrap_or("container"))
             })

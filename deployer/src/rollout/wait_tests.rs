@@ -22,9 +22,10 @@ const TD_NEW: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/ws-dev:
 const TD_OLD: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/ws-dev:7";
 
 fn interceptor(rules: &[&Rule]) -> MockResponseInterceptor {
-    rules
-        .iter()
-        .fold(MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny), |i, r| i.with_rule(r))
+    rules.iter().fold(
+        MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny),
+        |i, r| i.with_rule(r),
+    )
 }
 
 fn clients(ecs_rules: &[&Rule], logs_rules: &[&Rule]) -> Clients {
@@ -58,7 +59,13 @@ fn clients(ecs_rules: &[&Rule], logs_rules: &[&Rule]) -> Clients {
     }
 }
 
-fn deployment(id: &str, status: &str, state: DeploymentRolloutState, td: &str, running: i32) -> Deployment {
+fn deployment(
+    id: &str,
+    status: &str,
+    state: DeploymentRolloutState,
+    td: &str,
+    running: i32,
+) -> Deployment {
     Deployment::builder()
         .id(id)
         .status(status)
@@ -84,16 +91,33 @@ fn service(deployments: Vec<Deployment>, events: &[(&str, &str)]) -> DescribeSer
                 .build(),
         );
     }
-    DescribeServicesOutput::builder().services(s.build()).build()
+    DescribeServicesOutput::builder()
+        .services(s.build())
+        .build()
 }
 
 fn rolling(running: i32) -> DescribeServicesOutput {
     service(
         vec![
-            deployment(OURS, "PRIMARY", DeploymentRolloutState::InProgress, TD_NEW, running),
-            deployment("ecs-svc/old", "ACTIVE", DeploymentRolloutState::Completed, TD_OLD, 2),
+            deployment(
+                OURS,
+                "PRIMARY",
+                DeploymentRolloutState::InProgress,
+                TD_NEW,
+                running,
+            ),
+            deployment(
+                "ecs-svc/old",
+                "ACTIVE",
+                DeploymentRolloutState::Completed,
+                TD_OLD,
+                2,
+            ),
         ],
-        &[("e1", "(service ws-dev) has started 2 tasks: (task a) (task b).")],
+        &[(
+            "e1",
+            "(service ws-dev) has started 2 tasks: (task a) (task b).",
+        )],
     )
 }
 
@@ -112,9 +136,14 @@ fn target(timeout: Duration) -> Target {
 }
 
 async fn run(clients: &Clients, timeout: Duration) -> Report {
-    wait(clients, &target(timeout), &Progress::plain(), &Interrupt::never())
-        .await
-        .expect("the wait itself works")
+    wait(
+        clients,
+        &target(timeout),
+        &Progress::plain(),
+        &Interrupt::never(),
+    )
+    .await
+    .expect("the wait itself works")
 }
 
 #[tokio::test(start_paused = true)]
@@ -125,7 +154,13 @@ async fn completed_after_a_few_polls() {
         .output(|| rolling(1))
         .output(|| {
             service(
-                vec![deployment(OURS, "PRIMARY", DeploymentRolloutState::Completed, TD_NEW, 2)],
+                vec![deployment(
+                    OURS,
+                    "PRIMARY",
+                    DeploymentRolloutState::Completed,
+                    TD_NEW,
+                    2,
+                )],
                 &[("e2", "(service ws-dev) has reached a steady state.")],
             )
         })
@@ -133,7 +168,13 @@ async fn completed_after_a_few_polls() {
     let list = no_stopped_tasks();
     let clients = clients(&[&describe, &list], &[]);
     let report = run(&clients, Duration::from_secs(600)).await;
-    assert_eq!(report.verdict, Verdict::Completed { running: 2, desired: 2 });
+    assert_eq!(
+        report.verdict,
+        Verdict::Completed {
+            running: 2,
+            desired: 2
+        }
+    );
     assert_eq!(report.exit(), Exit::Success);
     assert_eq!(report.task_definition, TD_NEW);
     assert_eq!(describe.num_calls(), 3);
@@ -145,14 +186,19 @@ async fn a_circuit_breaker_rollback_exits_rolled_back() {
         .sequence()
         .output(|| rolling(0))
         .output(|| {
-            let mut failed =
-                deployment(OURS, "ACTIVE", DeploymentRolloutState::Failed, TD_NEW, 0);
+            let mut failed = deployment(OURS, "ACTIVE", DeploymentRolloutState::Failed, TD_NEW, 0);
             failed.rollout_state_reason =
                 Some("ECS deployment circuit breaker: tasks failed to start.".into());
             // The service is "stable" again, on the old release.
             service(
                 vec![
-                    deployment("ecs-svc/rb", "PRIMARY", DeploymentRolloutState::Completed, TD_OLD, 2),
+                    deployment(
+                        "ecs-svc/rb",
+                        "PRIMARY",
+                        DeploymentRolloutState::Completed,
+                        TD_OLD,
+                        2,
+                    ),
                     failed,
                 ],
                 &[("e3", "(service ws-dev) has reached a steady state.")],
@@ -174,13 +220,16 @@ async fn a_circuit_breaker_rollback_exits_rolled_back() {
 
 #[tokio::test(start_paused = true)]
 async fn a_crashing_task_fails_fast_with_its_reason_and_logs() {
-    let describe = mock!(aws_sdk_ecs::Client::describe_services)
-        .then_output(|| rolling(0));
+    let describe = mock!(aws_sdk_ecs::Client::describe_services).then_output(|| rolling(0));
     let list = mock!(aws_sdk_ecs::Client::list_tasks)
         .match_requests(|r| r.started_by() == Some(OURS))
         .sequence()
         .output(|| ListTasksOutput::builder().build())
-        .output(|| ListTasksOutput::builder().task_arns("arn:aws:ecs:us-east-1:1:task/c/t1").build())
+        .output(|| {
+            ListTasksOutput::builder()
+                .task_arns("arn:aws:ecs:us-east-1:1:task/c/t1")
+                .build()
+        })
         .repeatedly()
         .build();
     let tasks = mock!(aws_sdk_ecs::Client::describe_tasks).then_output(|| {
@@ -192,12 +241,7 @@ async fn a_crashing_task_fails_fast_with_its_reason_and_logs() {
                     .last_status("STOPPED")
                     .stop_code(TaskStopCode::EssentialContainerExited)
                     .stopped_reason("Essential container in task exited")
-                    .containers(
-                        Container::builder()
-                            .name("websocket")
-                            .exit_code(1)
-                            .build(),
-                    )
+                    .containers(Container::builder().name("websocket").exit_code(1).build())
                     .build(),
             )
             .build()
@@ -253,7 +297,11 @@ async fn a_crashing_task_fails_fast_with_its_reason_and_logs() {
         ["error: DYNAMODB_TABLE_NAME is not set"]
     );
     assert_eq!(report.stopped_tasks[0].containers, ["websocket: exit 1"]);
-    assert!(report.elapsed < Duration::from_secs(5), "failed fast: {:?}", report.elapsed);
+    assert!(
+        report.elapsed < Duration::from_secs(5),
+        "failed fast: {:?}",
+        report.elapsed
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -262,7 +310,13 @@ async fn a_rollout_that_never_finishes_times_out() {
     let list = no_stopped_tasks();
     let clients = clients(&[&describe, &list], &[]);
     let report = run(&clients, Duration::from_secs(30)).await;
-    assert_eq!(report.verdict, Verdict::TimedOut { running: 1, desired: 2 });
+    assert_eq!(
+        report.verdict,
+        Verdict::TimedOut {
+            running: 1,
+            desired: 2
+        }
+    );
     assert_eq!(report.exit(), Exit::TimedOut);
     assert!(report.elapsed >= Duration::from_secs(30));
     // Backoff: far fewer polls than one per 200 ms.
@@ -274,8 +328,13 @@ async fn a_missing_service_is_not_found() {
     let describe = mock!(aws_sdk_ecs::Client::describe_services)
         .then_output(|| DescribeServicesOutput::builder().build());
     let clients = clients(&[&describe], &[]);
-    let err = wait(&clients, &target(Duration::from_secs(5)), &Progress::plain(), &Interrupt::never())
-        .await
-        .expect_err("no service");
+    let err = wait(
+        &clients,
+        &target(Duration::from_secs(5)),
+        &Progress::plain(),
+        &Interrupt::never(),
+    )
+    .await
+    .expect_err("no service");
     assert_eq!(crate::exit::classify(&err), Exit::NotFound);
 }

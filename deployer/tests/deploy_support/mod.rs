@@ -29,7 +29,12 @@ pub fn services_env() -> BTreeMap<String, String> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.trim_matches(['\'', '"']).to_owned()))
         .collect();
-    for key in ["AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+    for key in [
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    ] {
         if let Ok(value) = std::env::var(key) {
             vars.insert(key.to_owned(), value);
         }
@@ -40,9 +45,12 @@ pub fn services_env() -> BTreeMap<String, String> {
          AWS_ENDPOINT_URL and no {})",
         file.display()
     );
-    vars.entry("AWS_REGION".into()).or_insert_with(|| "us-east-1".into());
-    vars.entry("AWS_ACCESS_KEY_ID".into()).or_insert_with(|| "testing".into());
-    vars.entry("AWS_SECRET_ACCESS_KEY".into()).or_insert_with(|| "testing".into());
+    vars.entry("AWS_REGION".into())
+        .or_insert_with(|| "us-east-1".into());
+    vars.entry("AWS_ACCESS_KEY_ID".into())
+        .or_insert_with(|| "testing".into());
+    vars.entry("AWS_SECRET_ACCESS_KEY".into())
+        .or_insert_with(|| "testing".into());
     vars.insert("AWS_EC2_METADATA_DISABLED".into(), "true".into());
     vars
 }
@@ -147,14 +155,24 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Runs `wsctl deploy --env ENV --config <project's> ARGS...` with `extra` variables.
+pub fn deploy(project: &Project, env: &str, args: &[&str], extra: &[(&str, &str)]) -> Output {
+    let config = project.config();
+    let mut all = vec![
+        "deploy",
+        "--env",
+        env,
+        "--config",
+        config.to_str().expect("utf-8"),
+    ];
+    all.extend_from_slice(args);
+    wsctl(&all, extra)
+}
+
 /// Runs `wsctl deploy --yes --output json` for `env` and returns the parsed summary, failing
 /// the test with wsctl's stderr when it does not succeed.
 pub fn deploy_json(project: &Project, env: &str) -> serde_json::Value {
-    let config = project.config();
-    let out = wsctl(
-        &["deploy", "--env", env, "--config", config.to_str().expect("utf-8"), "--yes", "--output", "json"],
-        &[],
-    );
+    let out = deploy(project, env, &["--yes", "--output", "json"], &[]);
     assert!(
         out.status.success(),
         "wsctl deploy failed ({:?}):\n{}",

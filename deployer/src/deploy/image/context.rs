@@ -80,8 +80,8 @@ impl Ignore {
     pub fn excludes(&self, path: &str) -> bool {
         let mut excluded = false;
         for p in &self.patterns {
-            let hit = matches(&p.tokens, path)
-                || parents(path).any(|parent| matches(&p.tokens, parent));
+            let hit =
+                matches(&p.tokens, path) || parents(path).any(|parent| matches(&p.tokens, parent));
             if hit {
                 excluded = !p.exclusion;
             }
@@ -249,7 +249,9 @@ pub fn tar(dir: &Path, dockerfile: &str) -> anyhow::Result<Context> {
             }
         }
     }
-    let tar = builder.into_inner().context("finishing the build context")?;
+    let tar = builder
+        .into_inner()
+        .context("finishing the build context")?;
     Ok(Context { tar, files })
 }
 
@@ -265,9 +267,18 @@ mod tests {
     fn patterns_are_anchored_at_the_context_root() {
         let rules = ignore("foo\n");
         assert!(rules.excludes("foo"));
-        assert!(rules.excludes("foo/bar.txt"), "a directory excludes its content");
-        assert!(!rules.excludes("src/foo"), "unlike gitignore, not at any depth");
-        assert!(ignore("/foo/").excludes("foo/x"), "leading and trailing slashes cleaned");
+        assert!(
+            rules.excludes("foo/bar.txt"),
+            "a directory excludes its content"
+        );
+        assert!(
+            !rules.excludes("src/foo"),
+            "unlike gitignore, not at any depth"
+        );
+        assert!(
+            ignore("/foo/").excludes("foo/x"),
+            "leading and trailing slashes cleaned"
+        );
     }
 
     #[test]
@@ -298,7 +309,10 @@ mod tests {
         assert!(!rules.may_reinclude_under("target/debug"));
 
         let rules = ignore("*.log\n!keep.log\nkeep.log\n");
-        assert!(rules.excludes("keep.log"), "a later pattern overrides the exception");
+        assert!(
+            rules.excludes("keep.log"),
+            "a later pattern overrides the exception"
+        );
     }
 
     #[test]
@@ -321,7 +335,13 @@ mod tests {
         let mut names: Vec<String> = archive
             .entries()
             .expect("entries")
-            .map(|e| e.expect("entry").path().expect("path").to_string_lossy().into_owned())
+            .map(|e| {
+                e.expect("entry")
+                    .path()
+                    .expect("path")
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         names.sort();
         assert_eq!(names, ["Dockerfile", "out/image", "out/image/app"]);

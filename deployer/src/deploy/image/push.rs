@@ -84,7 +84,12 @@ pub async fn push(
         docker
             .tag_image(
                 local_ref,
-                Some(TagImageOptionsBuilder::default().repo(repository).tag(t).build()),
+                Some(
+                    TagImageOptionsBuilder::default()
+                        .repo(repository)
+                        .tag(t)
+                        .build(),
+                ),
             )
             .await
             .with_context(|| format!("tagging {local_ref} as {repository}:{t}"))?;
@@ -98,7 +103,10 @@ pub async fn push(
         }
     };
     let digest = immutable.digest.clone().ok_or_else(|| {
-        fail(Exit::Failure, format!("the registry reported no digest for {image}"))
+        fail(
+            Exit::Failure,
+            format!("the registry reported no digest for {image}"),
+        )
     })?;
     // `latest` is a convenience for people; nothing of ours runs it. Its layers are all there.
     push_tag(docker, repository, "latest", login, &step).await?;
@@ -136,7 +144,8 @@ async fn push_tag(
     );
     let mut counts = Counts::default();
     while let Some(item) = stream.next().await {
-        let info = item.map_err(|err| push_error(repository, tag, &login.registry, &err.to_string()))?;
+        let info =
+            item.map_err(|err| push_error(repository, tag, &login.registry, &err.to_string()))?;
         if let Some(message) = info.error_detail.and_then(|d| d.message) {
             return Err(push_error(repository, tag, &login.registry, &message));
         }
@@ -151,7 +160,11 @@ async fn push_tag(
             "Pushing" => {
                 if let Some(p) = info.progress_detail {
                     let (cur, total) = (p.current.unwrap_or(0), p.total.unwrap_or(0));
-                    step.set_message(format!("{tag}: pushing a layer, {} / {} KiB", cur / 1024, total / 1024));
+                    step.set_message(format!(
+                        "{tag}: pushing a layer, {} / {} KiB",
+                        cur / 1024,
+                        total / 1024
+                    ));
                 }
             }
             s => {

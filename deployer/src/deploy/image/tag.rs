@@ -76,7 +76,16 @@ fn git_state(context: &Path) -> Option<(String, Option<Vec<u8>>)> {
         .and_then(|t| String::from_utf8(t).ok())
         .map(|t| t.trim().to_owned());
     if let (Some(untracked), Some(top)) = (
-        git(context, &["ls-files", "--others", "--exclude-standard", "--full-name", ":/"]),
+        git(
+            context,
+            &[
+                "ls-files",
+                "--others",
+                "--exclude-standard",
+                "--full-name",
+                ":/",
+            ],
+        ),
         top,
     ) {
         for name in String::from_utf8_lossy(&untracked).lines() {

@@ -53,7 +53,6 @@ impl ResourceChange {
 pub struct ChangeSet {
     pub id: String,
     pub stack_name: String,
-    pub kind: ChangeSetType,
     pub changes: Vec<ResourceChange>,
 }
 
@@ -129,7 +128,6 @@ pub async fn plan(cfn: &Client, req: Request<'_>) -> anyhow::Result<Planned> {
                 return Ok(Planned::Ready(ChangeSet {
                     id,
                     stack_name: req.stack_name.to_owned(),
-                    kind: req.kind,
                     changes,
                 }));
             }
@@ -193,7 +191,9 @@ async fn describe(cfn: &Client, id: &str) -> anyhow::Result<Described> {
         token = out.next_token().map(str::to_owned);
         if token.is_none() {
             return Ok((
-                out.status().cloned().unwrap_or(ChangeSetStatus::CreatePending),
+                out.status()
+                    .cloned()
+                    .unwrap_or(ChangeSetStatus::CreatePending),
                 out.status_reason().map(str::to_owned),
                 out.execution_status().cloned(),
                 changes,

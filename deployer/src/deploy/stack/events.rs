@@ -115,24 +115,38 @@ pub async fn watch(
 /// When the stack's newest event happened (`None`: no stack or no events yet). Events after
 /// it belong to the next operation; AWS's timestamps, so no clock skew.
 pub async fn latest_event_time(cfn: &Client, stack: &str) -> Option<SystemTime> {
-    let out = cfn.describe_stack_events().stack_name(stack).send().await.ok()?;
-    let newest = out.stack_events().iter().filter_map(|e| e.timestamp()).max_by(|a, b| {
-        a.as_secs_f64().total_cmp(&b.as_secs_f64())
-    })?;
+    let out = cfn
+        .describe_stack_events()
+        .stack_name(stack)
+        .send()
+        .await
+        .ok()?;
+    let newest = out
+        .stack_events()
+        .iter()
+        .filter_map(|e| e.timestamp())
+        .max_by(|a, b| a.as_secs_f64().total_cmp(&b.as_secs_f64()))?;
     SystemTime::try_from(*newest).ok()
 }
 
 /// The stack's status and reason, or `None` if it does not exist.
-async fn stack_status(cfn: &Client, stack: &str) -> anyhow::Result<Option<(String, Option<String>)>> {
+async fn stack_status(
+    cfn: &Client,
+    stack: &str,
+) -> anyhow::Result<Option<(String, Option<String>)>> {
     match cfn.describe_stacks().stack_name(stack).send().await {
         Ok(out) => Ok(out.stacks().first().map(|s| {
             (
-                s.stack_status().map_or("UNKNOWN", |st| st.as_str()).to_owned(),
+                s.stack_status()
+                    .map_or("UNKNOWN", |st| st.as_str())
+                    .to_owned(),
                 s.stack_status_reason().map(str::to_owned),
             )
         })),
         Err(err) if super::state::is_missing_stack(&err) => Ok(None),
-        Err(err) => Err(crate::aws::error(err)).with_context(|| format!("describing stack {stack}")),
+        Err(err) => {
+            Err(crate::aws::error(err)).with_context(|| format!("describing stack {stack}"))
+        }
     }
 }
 
@@ -187,7 +201,10 @@ mod tests {
     #[test]
     fn terminal_and_success_statuses() {
         assert!(!is_terminal("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"));
-        assert!(is_terminal("REVIEW_IN_PROGRESS"), "waits for us, not for AWS");
+        assert!(
+            is_terminal("REVIEW_IN_PROGRESS"),
+            "waits for us, not for AWS"
+        );
         assert!(!is_success("REVIEW_IN_PROGRESS"));
         assert!(is_terminal("UPDATE_ROLLBACK_COMPLETE"));
         assert!(!is_success("UPDATE_ROLLBACK_COMPLETE"));

@@ -16,13 +16,12 @@ pub enum StackState {
     /// the next change set is a CREATE.
     Missing { in_review: bool },
     /// A stack that can be updated.
-    Ready(Stack),
+    Ready,
 }
 
 /// A stack's identity, status, parameters and outputs.
 #[derive(Debug, Clone, Default)]
 pub struct Stack {
-    pub id: String,
     pub status: String,
     pub parameters: BTreeMap<String, String>,
     pub outputs: BTreeMap<String, String>,
@@ -66,20 +65,23 @@ pub async fn read(cfn: &Client, name: &str) -> anyhow::Result<Option<Stack>> {
         Ok(out) => out,
         Err(err) if is_missing_stack(&err) => return Ok(None),
         Err(err) => {
-            return Err(crate::aws::error(err))
-                .with_context(|| format!("describing stack {name}"));
+            return Err(crate::aws::error(err)).with_context(|| format!("describing stack {name}"));
         }
     };
     let Some(s) = out.stacks().first() else {
         return Ok(None);
     };
     Ok(Some(Stack {
-        id: s.stack_id().unwrap_or_default().to_owned(),
         status: s.stack_status().map_or("", |st| st.as_str()).to_owned(),
         parameters: s
             .parameters()
             .iter()
-            .filter_map(|p| Some((p.parameter_key()?.to_owned(), p.parameter_value()?.to_owned())))
+            .filter_map(|p| {
+                Some((
+                    p.parameter_key()?.to_owned(),
+                    p.parameter_value()?.to_owned(),
+                ))
+            })
             .collect(),
         outputs: s
             .outputs()
@@ -98,7 +100,7 @@ pub async fn for_deploy(cfn: &Client, name: &str, env: &str) -> anyhow::Result<S
         return Ok(StackState::Missing { in_review: true });
     }
     check_deployable(&stack.status, name, env)?;
-    Ok(StackState::Ready(stack))
+    Ok(StackState::Ready)
 }
 
 /// The states a stack cannot be updated from, each with the way out.
@@ -136,15 +138,25 @@ mod tests {
 
     #[test]
     fn stuck_states_name_the_way_out() {
-        for ok in ["CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"] {
+        for ok in [
+            "CREATE_COMPLETE",
+            "UPDATE_COMPLETE",
+            "UPDATE_ROLLBACK_COMPLETE",
+        ] {
             assert!(check_deployable(ok, "s", "dev").is_ok(), "{ok}");
         }
         let err = check_deployable("ROLLBACK_COMPLETE", "s", "dev").expect_err("stuck");
-        assert!(err.to_string().contains("wsctl teardown --env dev"), "{err}");
+        assert!(
+            err.to_string().contains("wsctl teardown --env dev"),
+            "{err}"
+        );
         assert_eq!(classify(&err), Exit::Failure);
         let err = check_deployable("UPDATE_IN_PROGRESS", "s", "dev").expect_err("busy");
         assert!(err.to_string().contains("still running"), "{err}");
         let err = check_deployable("UPDATE_ROLLBACK_FAILED", "s", "dev").expect_err("stuck");
-        assert!(err.to_string().contains("continue-update-rollback"), "{err}");
+        assert!(
+            err.to_string().contains("continue-update-rollback"),
+            "{err}"
+        );
     }
 }
