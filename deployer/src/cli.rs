@@ -27,10 +27,21 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct Global {
     /// Environment to act on; names its stack, cluster, service and log group.
-    #[arg(long, short = 'e', global = true, env = "WSCTL_ENV", default_value = "dev")]
+    #[arg(
+        long,
+        short = 'e',
+        global = true,
+        env = "WSCTL_ENV",
+        default_value = "dev"
+    )]
     pub env: String,
     /// Settings file; optional, the defaults follow the seed deployment.
-    #[arg(long, global = true, env = "WSCTL_CONFIG", default_value = "wsctl.yaml")]
+    #[arg(
+        long,
+        global = true,
+        env = "WSCTL_CONFIG",
+        default_value = "wsctl.yaml"
+    )]
     pub config: PathBuf,
     /// Output format for results on stdout.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Text)]

@@ -130,7 +130,9 @@ fn resolve(mut file: File, env: &str, base: &Path) -> anyhow::Result<Environment
     build.context = base.join(&build.context);
     let resolved = Environment {
         region: section.region,
-        main_stack: section.main_stack.unwrap_or_else(|| "agenticai-stack".into()),
+        main_stack: section
+            .main_stack
+            .unwrap_or_else(|| "agenticai-stack".into()),
         stack_name: section.stack_name.unwrap_or_else(|| service.clone()),
         cluster: format!("agenticai-cluster-{name}"),
         repository: service.clone(),
@@ -155,7 +157,8 @@ fn resolve(mut file: File, env: &str, base: &Path) -> anyhow::Result<Environment
 
 fn validate_env_name(env: &str) -> anyhow::Result<()> {
     let ok = !env.is_empty()
-        && env.len() <= 20
+        && env.len() <= 15
+        && !env.ends_with('-')
         && env.starts_with(|c: char| c.is_ascii_lowercase())
         && env
             .chars()
@@ -166,8 +169,8 @@ fn validate_env_name(env: &str) -> anyhow::Result<()> {
     Err(fail(
         Exit::Usage,
         format!(
-            "invalid environment name '{env}': use 1-20 lowercase letters, digits or '-', \
-             starting with a letter (it becomes part of AWS resource names)"
+            "invalid environment name '{env}': use 1-15 lowercase letters, digits or '-', \
+             starting with a letter and not ending with '-' (it becomes part of AWS resource names)"
         ),
     ))
 }
@@ -274,7 +277,13 @@ mod tests {
 
     #[test]
     fn environment_names_must_fit_aws_names() {
-        for bad in ["", "Prod", "prod_1", "1prod", "a-very-long-environment-name"] {
+        for bad in [
+            "",
+            "Prod",
+            "prod_1",
+            "1prod",
+            "a-very-long-environment-name",
+        ] {
             let err = resolve(File::default(), bad, Path::new("")).expect_err(bad);
             assert_eq!(classify(&err), Exit::Usage, "{bad}");
         }
