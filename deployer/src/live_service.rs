@@ -35,7 +35,7 @@ pub async fn describe_stack(
     {
         Ok(out) => Ok(out.stacks().first().cloned()),
         Err(err) if crate::deploy::stack::state::is_missing_stack(&err) => Ok(None),
-        Err(err) => Err(err).with_context(|| format!("describing stack {name}")),
+        Err(err) => Err(crate::aws::error(err)).with_context(|| format!("describing stack {name}")),
     }
 }
 
@@ -86,7 +86,7 @@ pub async fn describe_service(
             return Ok(None);
         }
         Err(err) => {
-            return Err(err)
+            return Err(crate::aws::error(err))
                 .with_context(|| format!("describing service {service} in cluster {cluster}"));
         }
     };

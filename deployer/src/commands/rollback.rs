@@ -92,6 +92,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         .task_definition(&target.task_definition_arn)
         .send()
         .await
+        .map_err(crate::aws::error)
         .with_context(|| {
             format!(
                 "updating service {} to revision {}",

@@ -134,7 +134,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
             }
             Err(err) => {
                 step.fail("could not scale the service down");
-                return Err(err)
+                return Err(crate::aws::error(err))
                     .with_context(|| format!("scaling {service} to zero before deleting it"));
             }
         };
@@ -157,6 +157,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
             .stack_name(&stack_id)
             .send()
             .await
+            .map_err(crate::aws::error)
             .with_context(|| format!("deleting stack {}", env.stack_name))?;
     }
     let since = SystemTime::now() - std::time::Duration::from_secs(1);

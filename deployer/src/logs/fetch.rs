@@ -53,7 +53,9 @@ where
         {
             Err(missing_group(log_group))
         }
-        Err(err) => Err(err).with_context(|| format!("reading log group {log_group}")),
+        Err(err) => {
+            Err(crate::aws::error(err)).with_context(|| format!("reading log group {log_group}"))
+        }
     }
 }
 

@@ -55,6 +55,7 @@ pub async fn revisions(
         .send()
         .try_collect()
         .await
+        .map_err(crate::aws::error)
         .with_context(|| format!("listing task definitions of family {family}"))?;
     let mut revisions: Vec<(Revision, String)> = arns
         .into_iter()
@@ -110,6 +111,7 @@ pub async fn describe(
         .include(TaskDefinitionField::Tags)
         .send()
         .await
+        .map_err(crate::aws::error)
         .with_context(|| format!("describing task definition {revision}"))?;
     let definition = response.task_definition();
     let container = definition.and_then(|d| {

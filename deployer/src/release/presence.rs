@@ -79,7 +79,7 @@ async fn check_repository(
                 continue;
             }
             Err(err) => {
-                return Err(err)
+                return Err(crate::aws::error(err))
                     .with_context(|| format!("looking up images in ECR repository {repository}"));
             }
         };

@@ -158,7 +158,9 @@ async fn list_tasks(
         {
             Ok(Vec::new())
         }
-        Err(err) => Err(err).with_context(|| format!("listing tasks of {service}")),
+        Err(err) => {
+            Err(crate::aws::error(err)).with_context(|| format!("listing tasks of {service}"))
+        }
     }
 }
 
@@ -182,6 +184,7 @@ async fn describe_tasks(
     let mut tasks = Vec::new();
     for out in futures_util::future::try_join_all(calls)
         .await
+        .map_err(crate::aws::error)
         .context("describing tasks")?
     {
         tasks.extend(out.tasks().iter().cloned());
@@ -236,7 +239,10 @@ async fn target_health(
         {
             return Ok(Vec::new());
         }
-        Err(err) => return Err(err).with_context(|| format!("describing target health of {arn}")),
+        Err(err) => {
+            return Err(crate::aws::error(err))
+                .with_context(|| format!("describing target health of {arn}"));
+        }
     };
     Ok(out
         .target_health_descriptions()

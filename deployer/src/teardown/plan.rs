@@ -25,6 +25,7 @@ pub async fn resources(
         .send()
         .try_collect()
         .await
+        .map_err(crate::aws::error)
         .with_context(|| format!("listing resources of stack {stack}"))?;
     Ok(summaries
         .iter()

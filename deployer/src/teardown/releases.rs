@@ -18,6 +18,7 @@ pub async fn deregister(
                 .task_definition(arn)
                 .send()
                 .await
+                .map_err(crate::aws::error)
                 .with_context(|| format!("deregistering task definition {revision}"))
         })
         .buffer_unordered(8)

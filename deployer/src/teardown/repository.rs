@@ -26,9 +26,8 @@ pub async fn images(
         {
             Ok(Vec::new())
         }
-        Err(err) => {
-            Err(err).with_context(|| format!("listing images in ECR repository {repository}"))
-        }
+        Err(err) => Err(crate::aws::error(err))
+            .with_context(|| format!("listing images in ECR repository {repository}")),
     }
 }
 
@@ -46,6 +45,7 @@ pub async fn delete(
             .set_image_ids(Some(chunk.to_vec()))
             .send()
             .await
+            .map_err(crate::aws::error)
             .with_context(|| format!("deleting images from ECR repository {repository}"))?;
         deleted += out.image_ids().len();
         // An image that is already gone is what we want; anything else stops the teardown.
