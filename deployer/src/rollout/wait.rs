@@ -137,24 +137,14 @@ pub async fn wait(
     }
 }
 
-/// Looks up one service; a missing service is `Exit::NotFound`.
+/// Looks up one service; a missing service (or cluster) is `Exit::NotFound`.
 pub async fn describe_service(
     ecs: &aws_sdk_ecs::Client,
     cluster: &str,
     service: &str,
 ) -> anyhow::Result<Service> {
-    let out = ecs
-        .describe_services()
-        .cluster(cluster)
-        .services(service)
-        .send()
-        .await
-        .map_err(crate::aws::error)
-        .with_context(|| format!("describing ECS service {service} in cluster {cluster}"))?;
-    out.services()
-        .iter()
-        .find(|s| s.status() != Some("INACTIVE"))
-        .cloned()
+    crate::live_service::describe_service(ecs, cluster, service)
+        .await?
         .ok_or_else(|| {
             fail(
                 Exit::NotFound,
