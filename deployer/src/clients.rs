@@ -16,6 +16,8 @@ pub struct Clients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     /// The region the calls go to, for messages.
     pub region: String,
+    /// The endpoint every call goes to when not AWS's own (`--endpoint-url`).
+    pub endpoint_url: Option<String>,
 }
 
 impl Clients {
@@ -30,6 +32,7 @@ impl Clients {
             region: config
                 .region()
                 .map_or_else(String::new, |region| region.to_string()),
+            endpoint_url: config.endpoint_url().map(str::to_owned),
         }
     }
 }

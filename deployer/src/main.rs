@@ -20,6 +20,7 @@ mod settings;
 mod status;
 mod table;
 mod teardown;
+mod trace;
 mod when;
 
 use clap::Parser;
@@ -29,6 +30,7 @@ use crate::exit::Exit;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    trace::init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

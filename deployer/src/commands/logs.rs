@@ -1,6 +1,6 @@
 //! `wsctl logs`: the service's log group in time order, each line prefixed by its task, the
-//! server's JSON lines made readable; `--follow` keeps polling until Ctrl-C, which is the normal
-//! way to stop and exits 0.
+//! server's JSON lines made readable; `--follow` keeps streaming (live tail, or polls) until
+//! Ctrl-C, which is the normal way to stop and exits 0.
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -13,7 +13,8 @@ use crate::exit::Exit;
 use crate::logs::fetch::{self, Query};
 use crate::logs::follow::Follower;
 use crate::logs::render::{self, Style};
-use crate::logs::{since, streams};
+use crate::logs::tail::Tail;
+use crate::logs::{live, since, streams};
 use crate::output::Format;
 
 /// Print or follow the service's logs.
@@ -43,7 +44,7 @@ pub struct Args {
     /// Print messages exactly as logged instead of making JSON lines readable.
     #[arg(long, conflicts_with = "output")]
     pub raw: bool,
-    /// Seconds between polls with --follow.
+    /// Seconds between polls with --follow, where live tail is not available.
     #[arg(long, default_value_t = 2, value_name = "SECONDS", hide = true)]
     pub poll_interval: u64,
 }
@@ -70,20 +71,18 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
     if !print(&follower.admit(first), style) || !args.follow {
         return Ok(Exit::Success);
     }
-    let interval = Duration::from_secs(args.poll_interval.max(1));
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        tokio::select! {
-            _ = &mut ctrl_c => return Ok(Exit::Success),
-            () = tokio::time::sleep(interval) => {}
-        }
-        let events = tokio::select! {
-            _ = &mut ctrl_c => return Ok(Exit::Success),
-            events = fetch::fetch(&clients.logs, &query, follower.next_start()) => events?,
-        };
-        if !print(&follower.admit(events), style) {
-            return Ok(Exit::Success);
+    let tail = Tail {
+        logs: &clients.logs,
+        query: &query,
+        no_live: live::unreachable_reason(clients.endpoint_url.as_deref()),
+        poll_interval: Duration::from_secs(args.poll_interval.max(1)),
+    };
+    let note = |line: &str| eprintln!("wsctl: {line}");
+    tokio::select! {
+        // Ctrl-C is how a follow ends: nothing was changed, so it is a success.
+        _ = tokio::signal::ctrl_c() => Ok(Exit::Success),
+        followed = tail.run(&mut follower, |events| print(events, style), note) => {
+            followed.map(|()| Exit::Success)
         }
     }
 }

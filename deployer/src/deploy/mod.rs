@@ -4,7 +4,8 @@
 //! 2. [`preflight`]: credentials, Docker, [`main_stack`] outputs, [`network`], stack state,
 //!    all at once, before anything changes
 //! 3. concurrently: [`compile`] + [`image::build`] (tagged by [`image::tag`]) and the stack
-//!    change set ([`stack`]), so the build never waits for CloudFormation
+//!    change set ([`stack`]; none when [`stack::unchanged`] finds the stack as asked), so the
+//!    build never waits for CloudFormation
 //! 4. [`image::push`] to ECR (needs both: the image and the repository)
 //! 5. first deploy only: the stack gets the pushed image and creates the service, so no task
 //!    ever needs an image that is not in the repository yet
@@ -36,6 +37,7 @@ use crate::settings::{self, Environment};
 use stack::changeset::{self, Planned, keep, param};
 use stack::events;
 use stack::state::{self, StackState};
+use stack::unchanged;
 use summary::{Phase, Summary};
 
 /// The service stack's template, built into the binary so wsctl and template never drift.
@@ -346,18 +348,21 @@ async fn apply_stack(
         Tag::builder().key("Environment").value(&env.name).build(),
         Tag::builder().key("ManagedBy").value("wsctl").build(),
     ];
-    step.set_message("computing the change set");
-    let planned = changeset::plan(
-        &clients.cfn,
-        changeset::Request {
-            stack_name: &env.stack_name,
-            kind: kind.clone(),
-            template_body: TEMPLATE,
-            parameters: plan.parameters,
-            tags,
-        },
-    )
-    .await?;
+    let request = changeset::Request {
+        stack_name: &env.stack_name,
+        kind: kind.clone(),
+        template_body: TEMPLATE,
+        parameters: plan.parameters,
+        tags,
+    };
+    let planned = if kind == ChangeSetType::Update
+        && unchanged::already_applied(&clients.cfn, &request).await
+    {
+        Planned::NoChanges
+    } else {
+        step.set_message("computing the change set");
+        changeset::plan(&clients.cfn, request).await?
+    };
     let set = match planned {
         Planned::NoChanges => {
             let stack = read_stack(clients, env).await?;

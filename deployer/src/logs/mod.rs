@@ -1,11 +1,16 @@
 //! Reading the service's log group: which events (`since`, `fetch`), how each is shown
-//! (`render`), and following new ones without duplicates or gaps (`follow`).
+//! (`render`), and following new ones (`tail`: a `live` session or polls) without duplicates or
+//! gaps (`follow`).
 
 pub mod fetch;
 pub mod follow;
+pub mod live;
 pub mod render;
 pub mod since;
 pub mod streams;
+pub mod tail;
+#[cfg(test)]
+mod tail_tests;
 
 /// One log event as read from CloudWatch Logs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -214,6 +214,7 @@ fn clients(r: Recorded) -> Clients {
             Vec::<&Rule>::new()
         ),
         region: "us-east-1".into(),
+        endpoint_url: None,
     }
 }
 
@@ -345,6 +346,7 @@ async fn a_missing_stack_and_cluster_are_absent_not_errors() {
             Vec::<&Rule>::new()
         ),
         region: "us-east-1".into(),
+        endpoint_url: None,
     };
     let status = gather(&clients, &prod())
         .await

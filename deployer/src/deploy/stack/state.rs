@@ -19,11 +19,12 @@ pub enum StackState {
     Ready,
 }
 
-/// A stack's identity, status, parameters and outputs.
+/// A stack's identity, status, parameters, tags and outputs.
 #[derive(Debug, Clone, Default)]
 pub struct Stack {
     pub status: String,
     pub parameters: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
     pub outputs: BTreeMap<String, String>,
 }
 
@@ -82,6 +83,11 @@ pub async fn read(cfn: &Client, name: &str) -> anyhow::Result<Option<Stack>> {
                     p.parameter_value()?.to_owned(),
                 ))
             })
+            .collect(),
+        tags: s
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
             .collect(),
         outputs: s
             .outputs()
