@@ -1,5 +1,6 @@
-//! `wsctl status` against the AWS emulator: a deployed environment in text and JSON, one
-//! rolled back to an older release, and one that does not exist.
+//! `wsctl status` against the AWS emulator: a deployed environment in text and JSON, its
+//! alarms and last hour from CloudWatch, one rolled back to an older release, and one that
+//! does not exist.
 
 mod ops_support;
 
@@ -54,6 +55,77 @@ async fn status_of_a_deployed_environment_in_text_and_json() {
         "{json}"
     );
     assert_eq!(json["healthy"], true);
+}
+
+#[tokio::test]
+async fn status_shows_a_firing_alarm_and_the_last_hour_from_cloudwatch() {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricDatum, StateValue};
+
+    let env = unique_env("sa");
+    let deployed = Deployed::create(&env, "1111111").await;
+    let service = deployed.service();
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&deployed.config);
+    let dimension = |name: &str, value: &str| Dimension::builder().name(name).value(value).build();
+    let alarm = format!("{service}-cpu-high");
+    cloudwatch
+        .put_metric_alarm()
+        .alarm_name(&alarm)
+        .namespace("AWS/ECS")
+        .metric_name("CPUUtilization")
+        .dimensions(dimension("ClusterName", &deployed.cluster()))
+        .dimensions(dimension("ServiceName", &service))
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Average)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(80.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .expect("put the alarm");
+    cloudwatch
+        .set_alarm_state()
+        .alarm_name(&alarm)
+        .state_value(StateValue::Alarm)
+        .state_reason("Threshold Crossed: 1 datapoint [93.0] was greater than 80.0")
+        .send()
+        .await
+        .expect("set the alarm firing");
+    for (metric, value) in [("CPUUtilization", 93.0), ("MemoryUtilization", 41.0)] {
+        cloudwatch
+            .put_metric_data()
+            .namespace("AWS/ECS")
+            .metric_data(
+                MetricDatum::builder()
+                    .metric_name(metric)
+                    .dimensions(dimension("ClusterName", &deployed.cluster()))
+                    .dimensions(dimension("ServiceName", &service))
+                    .timestamp(aws_smithy_types::DateTime::from(
+                        std::time::SystemTime::now() - std::time::Duration::from_secs(120),
+                    ))
+                    .value(value)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("put a data point");
+    }
+
+    let out = wsctl(&["status", "--env", &env, "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["alarms"][0]["name"], alarm.as_str(), "{json}");
+    assert_eq!(json["alarms"][0]["state"], "ALARM", "{json}");
+    assert_eq!(
+        json["healthy"], false,
+        "a firing alarm needs attention: {json}"
+    );
+    assert!(
+        json["unavailable"].as_array().is_none_or(Vec::is_empty),
+        "CloudWatch answered: {json}"
+    );
+    let cpu = json["metrics"]["cpu"].to_string();
+    assert!(cpu.contains("93"), "the CPU data point: {json}");
+    let text = stdout(&wsctl(&["status", "--env", &env]));
+    assert!(text.contains(&alarm) && text.contains("ALARM"), "{text}");
 }
 
 #[tokio::test]

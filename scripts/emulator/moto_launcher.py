@@ -21,16 +21,25 @@ behaviour; product code never knows it talks to an emulator. See docs/testing.md
    Condition is false, and ignores changed parameters. It now lists what CloudFormation
    would do: changed parameters and the cascade of 4 count, and a Condition decides whether
    a resource exists before and after.
+6. List parameters in DescribeStacks: moto keeps a CommaDelimitedList parameter as a Python
+   list and prints it as "['subnet-a', 'subnet-b']"; CloudFormation returns the value as
+   given, "subnet-a,subnet-b". We join the list.
+7. CloudWatch over Smithy RPC v2 CBOR, the protocol of the Rust SDK's CloudWatch client:
+   moto answers CloudWatch in JSON only; rpcv2_cbor.py translates (alarms and metrics in
+   `wsctl status`).
 """
 
 import re
 import sys
 
-from moto.cloudformation.models import Change, ChangeSet, CloudFormationBackend
+from moto.cloudformation.models import Change, ChangeSet, CloudFormationBackend, Stack
 from moto.cloudformation.parsing import ResourceMap
 from moto.core.utils import pascal_to_camelcase, remap_nested_keys
 from moto.ecs.models import Service, TaskDefinition
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.server import main
+
+import rpcv2_cbor
 
 _execute_change_set = CloudFormationBackend.execute_change_set
 
@@ -181,6 +190,21 @@ def _change_set_diff_as_executed(self):
 
 
 ChangeSet.diff = _change_set_diff_as_executed
+
+_parameter_list = Stack.parameter_list.fget
+
+
+def _parameter_list_as_given(self):
+    return [{**p, "ParameterValue": ",".join(p["ParameterValue"])}
+            if isinstance(p["ParameterValue"], list) else p
+            for p in _parameter_list(self)]
+
+
+Stack.parameter_list = property(_parameter_list_as_given)
+
+_dispatch = DomainDispatcherApplication.__call__
+DomainDispatcherApplication.__call__ = lambda self, environ, start_response: rpcv2_cbor.wrap(
+    lambda env, start: _dispatch(self, env, start))(environ, start_response)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

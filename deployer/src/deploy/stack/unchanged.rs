@@ -44,7 +44,12 @@ pub fn difference(stack: &Stack, template: &str, req: &Request<'_>) -> Option<St
     if template != req.template_body {
         return Some("template".into());
     }
-    let mut wanted = BTreeMap::new();
+    // CloudFormation lists every parameter, those left to their default too.
+    let defaults = defaults(req.template_body);
+    let mut wanted: BTreeMap<&str, &str> = defaults
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     for p in &req.parameters {
         let key = p.parameter_key().unwrap_or_default();
         if p.use_previous_value() == Some(true) {
@@ -61,7 +66,7 @@ pub fn difference(stack: &Stack, template: &str, req: &Request<'_>) -> Option<St
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    // A key left out would fall back to its default; a NoEcho value reads as ****.
+    // A NoEcho value reads as ****, so it never matches.
     if wanted != deployed {
         return Some("parameters".into());
     }
@@ -78,6 +83,28 @@ pub fn difference(stack: &Stack, template: &str, req: &Request<'_>) -> Option<St
     (tags != deployed_tags).then(|| "tags".into())
 }
 
+/// The template's parameter defaults, as CloudFormation writes them (numbers as text).
+fn defaults(template: &str) -> BTreeMap<String, String> {
+    let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(template) else {
+        return BTreeMap::new();
+    };
+    let Some(parameters) = doc.get("Parameters").and_then(|p| p.as_mapping()) else {
+        return BTreeMap::new();
+    };
+    parameters
+        .iter()
+        .filter_map(|(key, spec)| {
+            let value = match spec.get("Default")? {
+                serde_yaml::Value::String(s) => s.clone(),
+                serde_yaml::Value::Number(n) => n.to_string(),
+                serde_yaml::Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            Some((key.as_str()?.to_owned(), value))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use aws_sdk_cloudformation::types::{ChangeSetType, Tag};
@@ -85,15 +112,20 @@ mod tests {
     use super::super::changeset::{keep, param};
     use super::*;
 
-    const TEMPLATE: &str = "Resources: {}\n";
+    const TEMPLATE: &str = "Parameters:\n  Environment: {Type: String}\n  ImageUri: {Type: String}\n  \
+                            Port: {Type: Number, Default: 8080}\nResources: {}\n";
 
     fn stack() -> Stack {
         Stack {
             status: "UPDATE_COMPLETE".into(),
-            parameters: [("Environment", "dev"), ("ImageUri", "repo:abc")]
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
+            parameters: [
+                ("Environment", "dev"),
+                ("ImageUri", "repo:abc"),
+                ("Port", "8080"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
             tags: [("ManagedBy".to_owned(), "wsctl".to_owned())].into(),
             ..Stack::default()
         }
@@ -136,7 +168,14 @@ mod tests {
         assert_eq!(
             difference(&stack(), TEMPLATE, &left_out).as_deref(),
             Some("parameters"),
-            "a key left out would reset to its default"
+            "a key left out without a default"
+        );
+        let mut moved = stack();
+        moved.parameters.insert("Port".into(), "9090".into());
+        assert_eq!(
+            difference(&moved, TEMPLATE, &request(None)).as_deref(),
+            Some("parameters"),
+            "a parameter left out goes back to its default"
         );
         let mut retagged = request(None);
         retagged
@@ -149,5 +188,20 @@ mod tests {
         let mut failed = stack();
         failed.status = "UPDATE_ROLLBACK_FAILED".into();
         assert!(difference(&failed, TEMPLATE, &request(None)).is_some());
+    }
+
+    #[test]
+    fn reads_the_defaults_of_the_service_template() {
+        let defaults = defaults(include_str!("../../../../templates/ecs.yaml"));
+        assert_eq!(
+            defaults.get("IdleTimeoutSeconds").map(String::as_str),
+            Some("3600")
+        );
+        assert_eq!(
+            defaults.get("UseFargateSpot").map(String::as_str),
+            Some("false")
+        );
+        assert_eq!(defaults.get("CertificateArn").map(String::as_str), Some(""));
+        assert!(!defaults.contains_key("VpcId"), "no default");
     }
 }
