@@ -2,10 +2,11 @@
 //!
 //! 1. settings and SDK config (`settings.rs`, `aws.rs`)
 //! 2. [`preflight`]: credentials, Docker, [`main_stack`] outputs, [`network`], stack state,
-//!    all at once, before anything changes
-//! 3. concurrently: [`compile`] + [`image::build`] (tagged by [`image::tag`]) and the stack
-//!    change set ([`stack`]; none when [`stack::unchanged`] finds the stack as asked), so the
-//!    build never waits for CloudFormation
+//!    all at once, before anything in AWS changes; meanwhile [`compile`] + [`image::build`]
+//!    (tagged by [`image::tag`]) start, as they only work locally
+//! 3. concurrently: the rest of the build and the stack change set ([`stack`]; none when
+//!    [`stack::unchanged`] finds the stack as asked), so the build never waits for
+//!    CloudFormation
 //! 4. [`image::push`] to ECR (needs both: the image and the repository)
 //! 5. first deploy only: the stack gets the pushed image and creates the service, so no task
 //!    ever needs an image that is not in the repository yet
@@ -96,10 +97,8 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
     let interrupt = Interrupt::install();
     let mut phases = Vec::new();
 
-    // 2. Preflight.
-    let t = Instant::now();
-    let found = preflight::run(&clients, &env, &progress).await?;
-    phases.push(Phase::new("preflight", t.elapsed()));
+    // 2. Preflight, and the image build started beside it: building changes nothing in AWS,
+    // and on a first deploy it is the longest step.
     let tag = image::tag::for_context(&env.build.context);
     if tag.dirty {
         progress.println(format!(
@@ -107,13 +106,13 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
             tag.tag
         ));
     }
-
-    // 3. Build and stack, concurrently.
+    let docker = preflight::connect_docker();
     let build = async {
+        let docker = docker.as_ref().map_err(|err| anyhow::anyhow!("{err:#}"))?;
         let compile = compile::run(&env.build, &progress, &interrupt).await?;
         let t = Instant::now();
         let built = image::build::build(
-            &found.docker,
+            docker,
             &env.build,
             &env.repository,
             &tag,
@@ -123,6 +122,27 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
         .await?;
         anyhow::Ok((compile, built, t.elapsed()))
     };
+    tokio::pin!(build);
+    let t = Instant::now();
+    let preflight = preflight::run(&clients, &env, &docker, &progress);
+    tokio::pin!(preflight);
+    let mut built_early = None;
+    // A failed preflight returns here, dropping (cancelling) the build.
+    let found = loop {
+        tokio::select! {
+            found = &mut preflight => break found?,
+            built = &mut build, if built_early.is_none() => built_early = Some(built),
+        }
+    };
+    phases.push(Phase::new("preflight", t.elapsed()));
+    let build = async {
+        match built_early {
+            Some(built) => built,
+            None => build.await,
+        }
+    };
+
+    // 3. The stack beside the rest of the build.
     let stack_work = async {
         let t = Instant::now();
         let plan = StackPlan::first(&env, &found);
@@ -160,8 +180,9 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
         .output("WebSocketRepositoryUri", &env.stack_name)?
         .to_owned();
     let login = image::push::ecr_login(&clients.ecr).await?;
+    let docker = docker.as_ref().map_err(|err| anyhow::anyhow!("{err:#}"))?;
     let pushed = image::push::push(
-        &found.docker,
+        docker,
         &built.local_ref,
         &repository,
         &tag.tag,

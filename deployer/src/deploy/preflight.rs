@@ -18,28 +18,29 @@ use crate::settings::Environment;
 /// What preflight found.
 pub struct Found {
     pub account: String,
-    pub docker: Docker,
     pub main: MainOutputs,
     pub network: Network,
     pub stack: StackState,
 }
 
-/// Runs every check concurrently; fails with all failures listed.
+/// Runs every check concurrently; fails with all failures listed. `docker` is the engine
+/// the image is built on (`connect_docker`), already in use by the build.
 pub async fn run(
     clients: &Clients,
     env: &Environment,
+    docker: &anyhow::Result<Docker>,
     progress: &Progress,
 ) -> anyhow::Result<Found> {
     let step = progress.step("preflight");
     let (account, docker, main, network, stack) = tokio::join!(
         account(&clients.sts),
-        docker(),
+        docker_answers(docker),
         main_stack::outputs(&clients.cfn, &env.main_stack),
         network::resolve(&clients.ec2, env),
         state::for_deploy(&clients.cfn, &env.stack_name, &env.name),
     );
     match (account, docker, main, network, stack) {
-        (Ok(account), Ok((docker, docker_version)), Ok(main), Ok(network), Ok(stack)) => {
+        (Ok(account), Ok(docker_version), Ok(main), Ok(network), Ok(stack)) => {
             step.finish(format!(
                 "account {account}, Docker {docker_version}, main stack {}, {} ({})",
                 env.main_stack,
@@ -48,7 +49,6 @@ pub async fn run(
             ));
             Ok(Found {
                 account,
-                docker,
                 main,
                 network,
                 stack,
@@ -98,19 +98,27 @@ async fn account(sts: &aws_sdk_sts::Client) -> anyhow::Result<String> {
     Ok(out.account().unwrap_or_default().to_owned())
 }
 
-/// Connects to the engine named by DOCKER_HOST (else the local socket) and checks it answers.
-pub async fn docker() -> anyhow::Result<(Docker, String)> {
+fn docker_hint() -> String {
     let host =
         std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-    let hint = format!(
+    format!(
         "the Docker engine does not answer at {host}: start it (locally: `scripts/services up \
          docker`) or point DOCKER_HOST at a running one"
-    );
-    let docker = Docker::connect_with_defaults().context(hint.clone())?;
+    )
+}
+
+/// A client of the engine named by DOCKER_HOST (else the local socket); nothing is sent yet.
+pub fn connect_docker() -> anyhow::Result<Docker> {
+    Docker::connect_with_defaults().with_context(docker_hint)
+}
+
+/// Checks that the engine answers; its version.
+async fn docker_answers(docker: &anyhow::Result<Docker>) -> anyhow::Result<String> {
+    let docker = docker.as_ref().map_err(|err| anyhow::anyhow!("{err:#}"))?;
     let version = tokio::time::timeout(Duration::from_secs(10), docker.version())
         .await
         .map_err(|_| anyhow::anyhow!("no answer within 10s"))
         .and_then(|r| r.map_err(anyhow::Error::from))
-        .context(hint)?;
-    Ok((docker, version.version.unwrap_or_else(|| "?".into())))
+        .with_context(docker_hint)?;
+    Ok(version.version.unwrap_or_else(|| "?".into()))
 }
