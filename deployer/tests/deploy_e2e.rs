@@ -117,6 +117,10 @@ async fn deploy_creates_then_releases_only_what_changed() {
     project.write("payload.txt", "release two\n");
     let second = deploy_json(&project, &env);
     assert_eq!(second["revision_registered"], true, "{second:#}");
+    assert_eq!(
+        first["change_sets"], 2,
+        "create, then the service: {first:#}"
+    );
     assert_eq!(second["rollout"]["verdict"], "completed");
     let image2 = str_of(&second, "image");
     assert_ne!(
@@ -142,6 +146,10 @@ async fn deploy_creates_then_releases_only_what_changed() {
     project.write("not-sent/notes.txt", "scratch notes\n");
     let third = deploy_json(&project, &env);
     assert_eq!(third["revision_registered"], false, "{third:#}");
+    assert_eq!(
+        third["change_sets"], 0,
+        "the stack already has this template and these parameters: no change set"
+    );
     assert_eq!(
         third["layers_pushed"], 0,
         "every layer already in the registry"

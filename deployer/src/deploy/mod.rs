@@ -196,6 +196,7 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
     // 5. First deploy: now that the image exists, the stack creates the service with it.
     let mut stack = stack_out.stack;
     let mut stack_changes = stack_out.changes;
+    let mut change_sets = usize::from(stack_out.change_set);
     if stack
         .parameters
         .get("ImageUri")
@@ -206,6 +207,7 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
         let outcome = apply_stack(&clients, &env, plan, false, &progress, &interrupt).await?;
         stack = outcome.stack;
         stack_changes += outcome.changes;
+        change_sets += usize::from(outcome.change_set);
         phases.push(Phase::new("service", t.elapsed()));
     }
 
@@ -264,6 +266,7 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
         revision: release.revision.clone(),
         revision_registered: release.registered,
         stack_changes,
+        change_sets,
         layers_pushed: pushed.layers_pushed,
         deployment_id: release.deployment_id.clone(),
         rollout: verdict.clone(),
@@ -342,6 +345,8 @@ struct StackOutcome {
     stack: state::Stack,
     status: String,
     changes: usize,
+    /// Whether CloudFormation computed a change set (not when the stack already was as asked).
+    change_set: bool,
 }
 
 /// Plans, shows, (confirms,) executes and watches one change set.
@@ -376,9 +381,9 @@ async fn apply_stack(
         parameters: plan.parameters,
         tags,
     };
-    let planned = if kind == ChangeSetType::Update
-        && unchanged::already_applied(&clients.cfn, &request).await
-    {
+    let as_asked =
+        kind == ChangeSetType::Update && unchanged::already_applied(&clients.cfn, &request).await;
+    let planned = if as_asked {
         Planned::NoChanges
     } else {
         step.set_message("computing the change set");
@@ -393,6 +398,7 @@ async fn apply_stack(
                 stack,
                 status,
                 changes: 0,
+                change_set: !as_asked,
             });
         }
         Planned::Ready(set) => set,
@@ -446,6 +452,7 @@ async fn apply_stack(
         stack,
         status: outcome.status,
         changes: set.changes.len(),
+        change_set: true,
     })
 }
 

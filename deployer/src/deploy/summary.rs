@@ -27,6 +27,8 @@ pub struct Summary {
     pub revision: String,
     pub revision_registered: bool,
     pub stack_changes: usize,
+    /// Change sets CloudFormation computed; 0 when the stack already was as asked.
+    pub change_sets: usize,
     pub layers_pushed: usize,
     pub deployment_id: String,
     /// `None` with `--no-wait`.
