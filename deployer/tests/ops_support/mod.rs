@@ -10,6 +10,8 @@
 
 use std::process::{Command, Output};
 
+pub mod proxy;
+
 use aws_config::SdkConfig;
 
 // The emulator plumbing (services env file, SDK config, unique names) is the deploy tests'.
