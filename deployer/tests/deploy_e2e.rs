@@ -194,6 +194,7 @@ async fn text_output_names_endpoint_image_and_revision() {
         "image     ",
         "digest    sha256:",
         "revision  agenticai-websocket-",
+        " (new, with the service)\n",
         "rollout   rollout completed",
         "phases    preflight",
     ] {

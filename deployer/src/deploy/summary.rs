@@ -64,8 +64,12 @@ impl Summary {
             Some(verdict) => verdict.describe(),
             None => "not waited for (--no-wait)".into(),
         };
+        // On a first deploy the stack registers the revision when it creates the service.
+        let with_service = self.phases.iter().any(|p| p.name == "service");
         let revision = if self.revision_registered {
             format!("{} (new)", self.revision)
+        } else if with_service {
+            format!("{} (new, with the service)", self.revision)
         } else {
             format!("{} (unchanged)", self.revision)
         };
