@@ -108,7 +108,7 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
     }
     let docker = preflight::connect_docker();
     let build = async {
-        let docker = docker.as_ref().map_err(|err| anyhow::anyhow!("{err:#}"))?;
+        let docker = preflight::engine(&docker)?;
         let compile = compile::run(&env.build, &progress, &interrupt).await?;
         let t = Instant::now();
         let built = image::build::build(
@@ -180,7 +180,7 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
         .output("WebSocketRepositoryUri", &env.stack_name)?
         .to_owned();
     let login = image::push::ecr_login(&clients.ecr).await?;
-    let docker = docker.as_ref().map_err(|err| anyhow::anyhow!("{err:#}"))?;
+    let docker = preflight::engine(&docker)?;
     let pushed = image::push::push(
         docker,
         &built.local_ref,
@@ -381,24 +381,30 @@ async fn apply_stack(
         parameters: plan.parameters,
         tags,
     };
-    let as_asked =
-        kind == ChangeSetType::Update && unchanged::already_applied(&clients.cfn, &request).await;
-    let planned = if as_asked {
-        Planned::NoChanges
-    } else {
+    let as_asked = match kind {
+        ChangeSetType::Update => unchanged::already_applied(&clients.cfn, &request).await,
+        _ => None,
+    };
+    let change_set = as_asked.is_none();
+    let planned = if change_set {
         step.set_message("computing the change set");
         changeset::plan(&clients.cfn, request).await?
+    } else {
+        Planned::NoChanges
     };
     let set = match planned {
         Planned::NoChanges => {
-            let stack = read_stack(clients, env).await?;
+            let stack = match as_asked {
+                Some(stack) => stack,
+                None => read_stack(clients, env).await?,
+            };
             step.finish(format!("up to date ({})", stack.status));
             let status = stack.status.clone();
             return Ok(StackOutcome {
                 stack,
                 status,
                 changes: 0,
-                change_set: !as_asked,
+                change_set,
             });
         }
         Planned::Ready(set) => set,

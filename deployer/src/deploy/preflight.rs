@@ -112,9 +112,14 @@ pub fn connect_docker() -> anyhow::Result<Docker> {
     Docker::connect_with_defaults().with_context(docker_hint)
 }
 
+/// The client `connect_docker` made, or why there is none.
+pub fn engine(docker: &anyhow::Result<Docker>) -> anyhow::Result<&Docker> {
+    docker.as_ref().map_err(|err| anyhow::anyhow!("{err:#}"))
+}
+
 /// Checks that the engine answers; its version.
 async fn docker_answers(docker: &anyhow::Result<Docker>) -> anyhow::Result<String> {
-    let docker = docker.as_ref().map_err(|err| anyhow::anyhow!("{err:#}"))?;
+    let docker = engine(docker)?;
     let version = tokio::time::timeout(Duration::from_secs(10), docker.version())
         .await
         .map_err(|_| anyhow::anyhow!("no answer within 10s"))

@@ -59,8 +59,9 @@ impl Follower {
                 continue;
             }
             self.seen.insert(event.event_id.clone(), event.timestamp);
-            if !take(&mut self.live, content(&event)) {
-                *self.polled.entry(content(&event)).or_default() += 1;
+            let key = content(&event);
+            if !take(&mut self.live, &key) {
+                *self.polled.entry(key).or_default() += 1;
                 self.newest = self.newest.max(event.timestamp);
                 fresh.push(event);
             }
@@ -73,10 +74,11 @@ impl Follower {
     pub fn admit_live(&mut self, events: Vec<Event>) -> Vec<Event> {
         let mut fresh = Vec::new();
         for event in events {
-            if event.timestamp < self.floor || take(&mut self.polled, content(&event)) {
+            let key = content(&event);
+            if event.timestamp < self.floor || take(&mut self.polled, &key) {
                 continue;
             }
-            *self.live.entry(content(&event)).or_default() += 1;
+            *self.live.entry(key).or_default() += 1;
             self.newest = self.newest.max(event.timestamp);
             fresh.push(event);
         }
@@ -98,14 +100,14 @@ fn content(event: &Event) -> Content {
 }
 
 /// Takes one count of `key`; `false` when there is none.
-fn take(counts: &mut HashMap<Content, u32>, key: Content) -> bool {
-    match counts.get_mut(&key) {
+fn take(counts: &mut HashMap<Content, u32>, key: &Content) -> bool {
+    match counts.get_mut(key) {
         Some(n) if *n > 1 => {
             *n -= 1;
             true
         }
         Some(_) => {
-            counts.remove(&key);
+            counts.remove(key);
             true
         }
         None => false,

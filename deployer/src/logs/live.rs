@@ -33,19 +33,10 @@ pub struct Update {
 /// proxy on an address (127.0.0.1:5000, localhost) never answers there.
 pub fn unreachable_reason(endpoint_url: Option<&str>) -> Option<String> {
     let url = endpoint_url?;
-    let host = url
-        .split("://")
-        .nth(1)
-        .unwrap_or(url)
-        .split(['/', '?'])
-        .next()
-        .unwrap_or_default();
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
-        _ => host,
+    let is_address = match url::Url::parse(url).ok()?.host()? {
+        url::Host::Domain(name) => name == "localhost",
+        url::Host::Ipv4(_) | url::Host::Ipv6(_) => true,
     };
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    let is_address = name.parse::<std::net::IpAddr>().is_ok() || name == "localhost";
     is_address.then(|| {
         format!(
             "the endpoint {url} has no host name for the SDK's stream- prefix that live tail uses"

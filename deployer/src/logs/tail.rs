@@ -20,6 +20,16 @@ pub struct Tail<'a> {
     pub poll_interval: Duration,
 }
 
+/// How a live session ended.
+enum SessionEnd {
+    /// After three hours, or closed by CloudWatch: a new one can take over.
+    Ended,
+    /// It could not start or it broke: poll from now on.
+    Failed(anyhow::Error),
+    /// `show` reported its output closed.
+    OutputClosed,
+}
+
 impl Tail<'_> {
     /// Follows from where `follower` stands. `show` prints events and returns `false` once its
     /// output is closed; `note` tells the operator how the tail runs (stderr).
@@ -51,42 +61,13 @@ impl Tail<'_> {
         let mut warned_sampled = false;
         loop {
             if let Some(arn) = &live_arn {
-                let started =
-                    tokio::time::timeout(START_TIMEOUT, live::start(self.logs, arn, self.query))
-                        .await
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer in {START_TIMEOUT:?}")));
-                match started {
-                    Ok(mut session) => {
-                        // The events between the last read and the session's start.
-                        let bridge = fetch::fetch(self.logs, self.query, follower.next_start());
-                        if !show(&follower.admit(bridge.await?)) {
-                            return Ok(());
-                        }
-                        loop {
-                            match session.next().await {
-                                Ok(Some(update)) => {
-                                    if update.sampled && !warned_sampled {
-                                        warned_sampled = true;
-                                        note(
-                                            "live tail is showing a sample: more than 500 lines \
-                                             a second match; narrow it with --filter or --task",
-                                        );
-                                    }
-                                    if !show(&follower.admit_live(update.events)) {
-                                        return Ok(());
-                                    }
-                                }
-                                // Ended (three hours, or closed by CloudWatch): start anew.
-                                Ok(None) => break,
-                                Err(err) => {
-                                    note(&polling(&format!("live tail stopped: {err:#}")));
-                                    live_arn = None;
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(err) => {
+                let end = self
+                    .session(arn, follower, &mut show, &mut note, &mut warned_sampled)
+                    .await?;
+                match end {
+                    SessionEnd::OutputClosed => return Ok(()),
+                    SessionEnd::Ended => {}
+                    SessionEnd::Failed(err) => {
                         note(&polling(&format!("live tail: {err:#}")));
                         live_arn = None;
                     }
@@ -98,6 +79,47 @@ impl Tail<'_> {
                 if !show(&follower.admit(events)) {
                     return Ok(());
                 }
+            }
+        }
+    }
+
+    /// One live session: started, bridged with a poll to where the follower stands, then its
+    /// pushes until it ends. `Err` only for the bridging poll (as any poll would fail).
+    async fn session(
+        &self,
+        arn: &str,
+        follower: &mut Follower,
+        show: &mut impl FnMut(&[Event]) -> bool,
+        note: &mut impl FnMut(&str),
+        warned_sampled: &mut bool,
+    ) -> anyhow::Result<SessionEnd> {
+        let started = tokio::time::timeout(START_TIMEOUT, live::start(self.logs, arn, self.query))
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer in {START_TIMEOUT:?}")));
+        let mut session = match started {
+            Ok(session) => session,
+            Err(err) => return Ok(SessionEnd::Failed(err)),
+        };
+        // The events between the last read and the session's start.
+        let bridge = fetch::fetch(self.logs, self.query, follower.next_start()).await?;
+        if !show(&follower.admit(bridge)) {
+            return Ok(SessionEnd::OutputClosed);
+        }
+        loop {
+            let update = match session.next().await {
+                Ok(Some(update)) => update,
+                Ok(None) => return Ok(SessionEnd::Ended),
+                Err(err) => return Ok(SessionEnd::Failed(err.context("stopped"))),
+            };
+            if update.sampled && !*warned_sampled {
+                *warned_sampled = true;
+                note(
+                    "live tail is showing a sample: more than 500 lines a second match; \
+                     narrow it with --filter or --task",
+                );
+            }
+            if !show(&follower.admit_live(update.events)) {
+                return Ok(SessionEnd::OutputClosed);
             }
         }
     }

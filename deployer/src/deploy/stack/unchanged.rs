@@ -20,20 +20,18 @@ const SETTLED: [&str; 4] = [
     "IMPORT_COMPLETE",
 ];
 
-/// `true` when a change set for `req` would have nothing to change.
-pub async fn already_applied(cfn: &Client, req: &Request<'_>) -> bool {
+/// The stack, when a change set for `req` would have nothing to change in it.
+pub async fn already_applied(cfn: &Client, req: &Request<'_>) -> Option<Stack> {
     let template = cfn
         .get_template()
         .stack_name(req.stack_name)
         .template_stage(TemplateStage::Original)
         .send();
     let (stack, template) = tokio::join!(state::read(cfn, req.stack_name), template);
-    match (stack, template) {
-        (Ok(Some(stack)), Ok(template)) => {
-            difference(&stack, template.template_body().unwrap_or_default(), req).is_none()
-        }
-        _ => false,
-    }
+    let (stack, template) = (stack.ok()??, template.ok()?);
+    difference(&stack, template.template_body().unwrap_or_default(), req)
+        .is_none()
+        .then_some(stack)
 }
 
 /// The first way the stack differs from `req`, or `None` when it does not.
