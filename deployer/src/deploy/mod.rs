@@ -284,7 +284,8 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
 
 /// The parameters for the service stack.
 struct StackPlan {
-    kind_hint: Option<ChangeSetType>,
+    /// The stack as preflight found it (or as the first operation left it).
+    state: StackState,
     parameters: Vec<Parameter>,
 }
 
@@ -302,7 +303,7 @@ impl StackPlan {
             parameters.push(param("DesiredCount", env.desired_count.to_string()));
         }
         Self {
-            kind_hint: None,
+            state: found.stack.clone(),
             parameters,
         }
     }
@@ -313,7 +314,7 @@ impl StackPlan {
         parameters.push(param("ImageUri", image));
         parameters.push(param("DesiredCount", env.desired_count.to_string()));
         Self {
-            kind_hint: Some(ChangeSetType::Update),
+            state: StackState::Ready,
             parameters,
         }
     }
@@ -359,16 +360,13 @@ async fn apply_stack(
     interrupt: &Interrupt,
 ) -> anyhow::Result<StackOutcome> {
     let step = progress.step(format!("stack {}", env.stack_name));
-    let kind = match plan.kind_hint {
-        Some(kind) => kind,
-        None => match state::for_deploy(&clients.cfn, &env.stack_name, &env.name).await? {
-            StackState::Missing { in_review: true } => {
-                remove_empty_stack(clients, env, &step, interrupt).await?;
-                ChangeSetType::Create
-            }
-            StackState::Missing { in_review: false } => ChangeSetType::Create,
-            StackState::Ready => ChangeSetType::Update,
-        },
+    let kind = match plan.state {
+        StackState::Missing { in_review: true } => {
+            remove_empty_stack(clients, env, &step, interrupt).await?;
+            ChangeSetType::Create
+        }
+        StackState::Missing { in_review: false } => ChangeSetType::Create,
+        StackState::Ready => ChangeSetType::Update,
     };
     let tags = vec![
         Tag::builder().key("Environment").value(&env.name).build(),
