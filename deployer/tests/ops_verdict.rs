@@ -79,7 +79,11 @@ async fn throttled_polls_are_ridden_out_and_the_summary_is_printed() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert_eq!(json["rollout"]["verdict"], "completed", "{json:#}");
     assert_eq!(json["rollout"]["deployment_id"], deployment.as_str());
-    assert_eq!(json["environment"], env.as_str(), "the whole status follows");
+    assert_eq!(
+        json["environment"],
+        env.as_str(),
+        "the whole status follows"
+    );
     assert_eq!(json["release"]["image_tag"], "2222222");
 }
 
@@ -136,11 +140,19 @@ async fn a_deploy_by_someone_else_during_the_wait_supersedes_ours() {
         .expect("join")
         .expect("wsctl output");
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(6), "superseded has its own code: {err}");
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "superseded has its own code: {err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(30), "not a timeout");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert_eq!(json["rollout"]["verdict"], "superseded", "{json:#}");
-    assert_eq!(json["rollout"]["by"], theirs.as_str(), "names the deployment");
+    assert_eq!(
+        json["rollout"]["by"],
+        theirs.as_str(),
+        "names the deployment"
+    );
     assert_eq!(json["rollout"]["deployment_id"], ours.as_str());
     assert!(err.contains(&theirs), "{err}");
 }

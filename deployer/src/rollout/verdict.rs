@@ -134,11 +134,10 @@ impl StoppedTask {
     fn summary(&self) -> StoppedTaskSummary {
         StoppedTaskSummary {
             task_id: self.task_id.clone(),
-            reason: self.stopped_reason.clone().unwrap_or_else(|| {
-                self.stop_code
-                    .clone()
-                    .unwrap_or_else(|| "stopped".into())
-            }),
+            reason: self
+                .stopped_reason
+                .clone()
+                .unwrap_or_else(|| self.stop_code.clone().unwrap_or_else(|| "stopped".into())),
         }
     }
 }
@@ -561,7 +560,10 @@ fn rolling_back(
             .filter(|t| t.is_failure())
             .map(StoppedTask::summary)
             .collect();
-        return Verdict::TasksStopped { tasks, rule: reason };
+        return Verdict::TasksStopped {
+            tasks,
+            rule: reason,
+        };
     };
     if p.settled(&o.deployments) {
         return Verdict::RolledBack {
@@ -786,7 +788,12 @@ mod tests {
 
     #[test]
     fn once_ecs_drops_our_deployment_its_failure_event_tells_a_rollback_from_a_new_deploy() {
-        let mut o = observe(vec![deployment("rollback", "PRIMARY", Some("COMPLETED"), 2)]);
+        let mut o = observe(vec![deployment(
+            "rollback",
+            "PRIMARY",
+            Some("COMPLETED"),
+            2,
+        )]);
         o.events = vec![
             "(service ws) has reached a steady state.".into(),
             "(service ws) (deployment new) deployment failed: tasks failed to start.".into(),

@@ -17,7 +17,7 @@ use aws_sdk_ecs::types::{DesiredStatus, Service, Task, TaskDefinitionField};
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthDescription;
 
 use super::verdict::{
-    Actor, DeploymentState, Observation, Restore, StoppedTask, TaskTarget, Targets, Verdict,
+    Actor, DeploymentState, Observation, Restore, StoppedTask, Targets, TaskTarget, Verdict,
     count_states, judge, settled, short_td,
 };
 use crate::exit::{Exit, fail};
@@ -491,7 +491,7 @@ impl<'a> Watch<'a> {
         Ok(())
     }
 
-/// The last lines a task logged (awslogs driver), or a note saying why there are none.
+    /// The last lines a task logged (awslogs driver), or a note saying why there are none.
     async fn last_log_lines(&mut self, task: &Task) -> Vec<String> {
         let task_id = task_id(task);
         let Some(td) = task.task_definition_arn() else {

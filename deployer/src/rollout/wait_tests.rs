@@ -3,16 +3,16 @@
 
 use std::time::{Duration, SystemTime};
 
+use aws_sdk_ecs::operation::describe_services::DescribeServicesError;
 use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
 use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
 use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
 use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
-use aws_sdk_ecs::operation::describe_services::DescribeServicesError;
 use aws_sdk_ecs::operation::update_service::UpdateServiceOutput;
 use aws_sdk_ecs::types::{
-    Attachment, DesiredStatus, Container, ContainerDefinition, Deployment, DeploymentRolloutState, KeyValuePair,
-    LoadBalancer, LogConfiguration, LogDriver, Service, ServiceEvent, Tag, Task, TaskDefinition,
-    TaskStopCode,
+    Attachment, Container, ContainerDefinition, Deployment, DeploymentRolloutState, DesiredStatus,
+    KeyValuePair, LoadBalancer, LogConfiguration, LogDriver, Service, ServiceEvent, Tag, Task,
+    TaskDefinition, TaskStopCode,
 };
 use aws_sdk_elasticloadbalancingv2::operation::describe_target_health::{
     DescribeTargetHealthError, DescribeTargetHealthOutput,
@@ -20,9 +20,9 @@ use aws_sdk_elasticloadbalancingv2::operation::describe_target_health::{
 use aws_sdk_elasticloadbalancingv2::types::{
     TargetDescription, TargetHealth, TargetHealthDescription, TargetHealthStateEnum,
 };
-use aws_smithy_types::error::ErrorMetadata;
 use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock};
 use aws_smithy_types::DateTime;
+use aws_smithy_types::error::ErrorMetadata;
 
 use super::*;
 use crate::exit::Exit;
@@ -247,7 +247,9 @@ fn stopped_from(from: usize, ids: &'static [&'static str]) -> Rule {
         })
         .sequence();
     if from > 0 {
-        seq = seq.output(|| ListTasksOutput::builder().build()).times(from);
+        seq = seq
+            .output(|| ListTasksOutput::builder().build())
+            .times(from);
     }
     seq.output(move || {
         ListTasksOutput::builder()
@@ -356,7 +358,13 @@ fn restoring(running: i32, state: DeploymentRolloutState) -> DescribeServicesOut
     service(
         vec![
             deployment(RESTORE, "PRIMARY", state, TD_OLD, running),
-            deployment(OURS, "ACTIVE", DeploymentRolloutState::InProgress, TD_NEW, 0),
+            deployment(
+                OURS,
+                "ACTIVE",
+                DeploymentRolloutState::InProgress,
+                TD_NEW,
+                0,
+            ),
         ],
         &[],
     )
@@ -414,7 +422,11 @@ async fn the_same_failure_on_two_tasks_fails_fast_and_wsctl_rolls_back_to_match(
         other => panic!("expected wsctl's rollback, got {other:?}"),
     }
     assert_eq!(report.exit(), Exit::RolledBack);
-    assert_eq!(describe.num_calls(), 3, "waited for the rollback to complete");
+    assert_eq!(
+        describe.num_calls(),
+        3,
+        "waited for the rollback to complete"
+    );
     assert_eq!(
         report.stopped_tasks[0].last_log_lines,
         ["error: DYNAMODB_TABLE_NAME is not set"]
@@ -447,7 +459,9 @@ async fn without_a_release_to_go_back_to_the_fail_fast_says_ecs_goes_on() {
     let hint = resume_hint("dev", &report).expect("ECS goes on: say so");
     assert!(hint.contains("ECS keeps trying"), "{hint}");
     assert!(
-        hint.contains(&format!("wsctl status --env dev --wait --deployment {OURS}")),
+        hint.contains(&format!(
+            "wsctl status --env dev --wait --deployment {OURS}"
+        )),
         "{hint}"
     );
 }
@@ -619,7 +633,10 @@ async fn rolled_back_waits_for_the_rollback_deployment_to_complete() {
     let report = run(&clients, Duration::from_secs(30)).await;
     assert_eq!(report.exit(), Exit::TimedOut);
     assert!(
-        report.verdict.describe().contains("ECS is still rolling back to ws-dev:7"),
+        report
+            .verdict
+            .describe()
+            .contains("ECS is still rolling back to ws-dev:7"),
         "{}",
         report.verdict.describe()
     );
@@ -653,7 +670,11 @@ async fn throttled_and_5xx_polls_are_retried_until_the_rollout_completes() {
     let report = run(&clients, Duration::from_secs(600)).await;
     assert_eq!(report.exit(), Exit::Success, "{:?}", report.verdict);
     assert_eq!(report.deployment_id, OURS);
-    assert_eq!(describe.num_calls(), 2 + 2 * SDK_ATTEMPTS, "two polls failed");
+    assert_eq!(
+        describe.num_calls(),
+        2 + 2 * SDK_ATTEMPTS,
+        "two polls failed"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -722,7 +743,13 @@ async fn someone_else_s_deploy_supersedes_ours_and_is_named() {
                         TD_THEIRS,
                         0,
                     ),
-                    deployment(OURS, "ACTIVE", DeploymentRolloutState::InProgress, TD_NEW, 1),
+                    deployment(
+                        OURS,
+                        "ACTIVE",
+                        DeploymentRolloutState::InProgress,
+                        TD_NEW,
+                        1,
+                    ),
                     deployment(
                         "ecs-svc/old",
                         "ACTIVE",
@@ -740,7 +767,12 @@ async fn someone_else_s_deploy_supersedes_ours_and_is_named() {
         .match_requests(|r| r.task_definition() == Some(TD_THEIRS))
         .then_output(|| {
             DescribeTaskDefinitionOutput::builder()
-                .tags(Tag::builder().key("wsctl:git-commit").value("0badc0ffee12").build())
+                .tags(
+                    Tag::builder()
+                        .key("wsctl:git-commit")
+                        .value("0badc0ffee12")
+                        .build(),
+                )
                 .build()
         });
     let clients = clients(&[&describe, &list, &td], &[]);
@@ -762,7 +794,13 @@ async fn someone_else_s_deploy_supersedes_ours_and_is_named() {
 #[tokio::test(start_paused = true)]
 async fn a_service_at_zero_tasks_is_not_a_successful_rollout() {
     let describe = mock!(aws_sdk_ecs::Client::describe_services).then_output(|| {
-        let mut d = deployment(OURS, "PRIMARY", DeploymentRolloutState::Completed, TD_NEW, 0);
+        let mut d = deployment(
+            OURS,
+            "PRIMARY",
+            DeploymentRolloutState::Completed,
+            TD_NEW,
+            0,
+        );
         d.desired_count = 0;
         service(vec![d], &[])
     });
@@ -860,7 +898,11 @@ async fn success_waits_for_the_new_tasks_targets_to_be_healthy() {
     let clients = clients_with_elb(&[&describe, &stopped, &running, &tasks], &[], &[&health]);
     let report = run(&clients, Duration::from_secs(600)).await;
     assert_eq!(report.exit(), Exit::Success, "{:?}", report.verdict);
-    assert_eq!(health.num_calls(), 3, "not done while a new target was initial");
+    assert_eq!(
+        health.num_calls(),
+        3,
+        "not done while a new target was initial"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -37,7 +37,11 @@ pub async fn holding_rollouts(upstream: &str) -> String {
 
 /// A proxy that passes `pass` DescribeServices calls, throttles the next `throttle`, then
 /// passes again; with the number of DescribeServices calls it saw.
-pub async fn throttling(upstream: &str, pass: usize, throttle: usize) -> (String, Arc<AtomicUsize>) {
+pub async fn throttling(
+    upstream: &str,
+    pass: usize,
+    throttle: usize,
+) -> (String, Arc<AtomicUsize>) {
     let seen = Arc::new(AtomicUsize::new(0));
     let fault = Fault::Throttle {
         pass,
@@ -116,7 +120,8 @@ async fn forward(State(up): State<Upstream>, request: Request) -> Response {
     let status = answer.status();
     let content_type = answer.headers().get("content-type").cloned();
     let mut body = answer.bytes().await.unwrap_or_default();
-    if matches!(up.fault, Fault::HoldRollouts) && target == DESCRIBE_SERVICES && status.is_success() {
+    if matches!(up.fault, Fault::HoldRollouts) && target == DESCRIBE_SERVICES && status.is_success()
+    {
         body = hold_in_progress(&body);
     }
     let mut response = Response::new(Body::from(body));
