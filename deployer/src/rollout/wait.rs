@@ -124,7 +124,7 @@ pub async fn wait(
                     };
                     (verdict, Duration::ZERO)
                 } else {
-                    // Full jitter over the upper half, so waiters throttled together spread.
+                    // Jitter (half to all of the backoff): waiters throttled together spread out.
                     let pause = retry.mul_f64(0.5 + fastrand::f64() / 2.0);
                     retry = (retry * 2).min(MAX_RETRY);
                     step.println(format!(
