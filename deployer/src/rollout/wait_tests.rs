@@ -167,18 +167,7 @@ async fn completed_after_a_few_polls() {
         .sequence()
         .output(|| rolling(0))
         .output(|| rolling(1))
-        .output(|| {
-            service(
-                vec![deployment(
-                    OURS,
-                    "PRIMARY",
-                    DeploymentRolloutState::Completed,
-                    TD_NEW,
-                    2,
-                )],
-                &[("e2", "(service ws-dev) has reached a steady state.")],
-            )
-        })
+        .output(completed)
         .build();
     let list = no_stopped_tasks();
     let clients = clients(&[&describe, &list], &[]);
