@@ -21,8 +21,17 @@ async fn stack_exists(deployed: &Deployed) -> bool {
 #[tokio::test]
 async fn teardown_removes_the_stack_and_a_second_run_is_a_clean_no_op() {
     let env = unique_env("td");
-    let deployed = Deployed::create(&env, "1111111").await;
-    deployed.release("2222222").await;
+    let deployed = Deployed::create(&env, "one").await;
+    deployed.release("two").await;
+    let pushed = deployed
+        .ecr()
+        .list_images()
+        .repository_name(deployed.service())
+        .send()
+        .await
+        .expect("images");
+    // Two releases, and `latest` on the second one.
+    assert_eq!(pushed.image_ids().len(), 3, "{pushed:?}");
 
     let out = wsctl(&["teardown", "--env", &env, "--yes"]);
     assert_eq!(
@@ -37,7 +46,7 @@ async fn teardown_removes_the_stack_and_a_second_run_is_a_clean_no_op() {
         err.contains("AWS::ECS::Service"),
         "the plan lists what goes:\n{err}"
     );
-    assert!(err.contains("2 image(s) deleted"), "{err}");
+    assert!(err.contains("3 image(s) deleted"), "{err}");
     assert!(err.contains("DELETE_COMPLETE"), "{err}");
     assert!(stdout(&out).contains(&format!("Environment {env} is gone.")));
     assert!(!stack_exists(&deployed).await);
@@ -77,7 +86,7 @@ async fn teardown_removes_the_stack_and_a_second_run_is_a_clean_no_op() {
 #[tokio::test]
 async fn teardown_without_a_terminal_or_yes_refuses_and_keeps_everything() {
     let env = unique_env("tn");
-    let deployed = Deployed::create(&env, "1111111").await;
+    let deployed = Deployed::create(&env, "one").await;
 
     let out = wsctl(&["teardown", "--env", &env]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -90,7 +99,16 @@ async fn teardown_without_a_terminal_or_yes_refuses_and_keeps_everything() {
         .send()
         .await
         .expect("repo");
-    assert_eq!(images.image_ids().len(), 1);
+    let mut tags: Vec<&str> = images
+        .image_ids()
+        .iter()
+        .filter_map(|i| i.image_tag())
+        .collect();
+    tags.sort_unstable();
+    let release = deployed.tag("one");
+    let mut kept = ["latest", release.as_str()];
+    kept.sort_unstable();
+    assert_eq!(tags, kept, "the release and `latest` are kept");
 }
 
 /// Runs `wsctl teardown` on a pseudo-terminal (util-linux `script`), typing `answer`.
@@ -144,7 +162,7 @@ fn teardown_on_a_terminal(env: &str, answer: &str) -> (Option<i32>, String) {
 #[tokio::test]
 async fn on_a_terminal_teardown_needs_the_environment_name_typed() {
     let env = unique_env("tt");
-    let deployed = Deployed::create(&env, "1111111").await;
+    let deployed = Deployed::create(&env, "one").await;
 
     let (code, screen) = teardown_on_a_terminal(&env, "prod");
     assert_eq!(code, Some(1), "{screen}");

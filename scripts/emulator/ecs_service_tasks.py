@@ -132,13 +132,16 @@ def _start_task(backend, service, deployment):
     task.capacity_provider_name = "FARGATE"
     task.connectivity, task.connectivity_at = "CONNECTED", now
     task.created_at = task.pull_started_at = task.pull_stopped_at = task.started_at = now
-    task.cpu = task_definition.cpu
-    task.memory = task_definition.memory
+    task.cpu = None if task_definition.cpu is None else str(task_definition.cpu)
+    task.memory = None if task_definition.memory is None else str(task_definition.memory)
     healthy = any(c.get("healthCheck") for c in task_definition.container_definitions)
     task.health_status = "HEALTHY" if healthy else "UNKNOWN"
     task.last_status = "RUNNING"
     for container in task.containers:
         container.last_status = "RUNNING"
+        # strings in ECS's model; moto copies the definition's numbers
+        container.cpu = None if container.cpu is None else str(container.cpu)
+        container.memory = None if container.memory is None else str(container.memory)
     backend.tasks.setdefault(cluster.name, {})[task.task_arn] = task
     return task
 
