@@ -71,6 +71,19 @@ async fn ecr_digest(deployed: &Deployed, tag: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The service's deployments as ECS describes them (to compare before and after).
+async fn deployments(deployed: &Deployed) -> String {
+    let out = deployed
+        .ecs()
+        .describe_services()
+        .cluster(deployed.cluster())
+        .services(deployed.service())
+        .send()
+        .await
+        .expect("DescribeServices");
+    format!("{:?}", out.services()[0].deployments())
+}
+
 #[tokio::test]
 async fn deploy_twice_roll_back_to_the_first_and_refuse_a_deleted_image() {
     let env = unique_env("gr");
@@ -173,14 +186,7 @@ async fn deploy_twice_roll_back_to_the_first_and_refuse_a_deleted_image() {
         registry_digest(&image2).await.is_err(),
         "{image2} can no longer be pulled"
     );
-    let before = ecs
-        .describe_services()
-        .cluster(deployed.cluster())
-        .services(deployed.service())
-        .send()
-        .await
-        .expect("DescribeServices");
-    let deployments_before = format!("{:?}", before.services()[0].deployments());
+    let deployments_before = deployments(&deployed).await;
 
     let out = wsctl(&["rollback", "--env", &env, "--revision", &r2.to_string()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -190,15 +196,8 @@ async fn deploy_twice_roll_back_to_the_first_and_refuse_a_deleted_image() {
             && err.contains("no longer in the repository"),
         "{err}"
     );
-    let after = ecs
-        .describe_services()
-        .cluster(deployed.cluster())
-        .services(deployed.service())
-        .send()
-        .await
-        .expect("DescribeServices");
     assert_eq!(
-        format!("{:?}", after.services()[0].deployments()),
+        deployments(&deployed).await,
         deployments_before,
         "no new deployment"
     );

@@ -18,20 +18,33 @@ async fn stack_exists(deployed: &Deployed) -> bool {
         })
 }
 
-#[tokio::test]
-async fn teardown_removes_the_stack_and_a_second_run_is_a_clean_no_op() {
-    let env = unique_env("td");
-    let deployed = Deployed::create(&env, "one").await;
-    deployed.release("two").await;
-    let pushed = deployed
+/// The tags in the environment's repository, sorted.
+async fn image_tags(deployed: &Deployed) -> Vec<String> {
+    let images = deployed
         .ecr()
         .list_images()
         .repository_name(deployed.service())
         .send()
         .await
-        .expect("images");
+        .expect("ListImages");
+    let mut tags: Vec<String> = images
+        .image_ids()
+        .iter()
+        .filter_map(|i| i.image_tag())
+        .map(str::to_owned)
+        .collect();
+    tags.sort_unstable();
+    tags
+}
+
+#[tokio::test]
+async fn teardown_removes_the_stack_and_a_second_run_is_a_clean_no_op() {
+    let env = unique_env("td");
+    let deployed = Deployed::create(&env, "one").await;
+    deployed.release("two").await;
     // Two releases, and `latest` on the second one.
-    assert_eq!(pushed.image_ids().len(), 3, "{pushed:?}");
+    let pushed = image_tags(&deployed).await;
+    assert_eq!(pushed.len(), 3, "{pushed:?}");
 
     let out = wsctl(&["teardown", "--env", &env, "--yes"]);
     assert_eq!(
@@ -60,6 +73,13 @@ async fn teardown_removes_the_stack_and_a_second_run_is_a_clean_no_op() {
         images.map_or(true, |i| i.image_ids().is_empty()),
         "repository emptied"
     );
+    for label in ["one", "two"] {
+        let image = deployed.image(label);
+        assert!(
+            ops_support::registry_digest(&image).await.is_err(),
+            "{image} is gone from the registry too"
+        );
+    }
     let active = deployed
         .ecs()
         .list_task_definitions()
@@ -92,23 +112,13 @@ async fn teardown_without_a_terminal_or_yes_refuses_and_keeps_everything() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
     assert!(stack_exists(&deployed).await);
-    let images = deployed
-        .ecr()
-        .list_images()
-        .repository_name(deployed.service())
-        .send()
-        .await
-        .expect("repo");
-    let mut tags: Vec<&str> = images
-        .image_ids()
-        .iter()
-        .filter_map(|i| i.image_tag())
-        .collect();
-    tags.sort_unstable();
-    let release = deployed.tag("one");
-    let mut kept = ["latest", release.as_str()];
+    let mut kept = vec!["latest".to_owned(), deployed.tag("one")];
     kept.sort_unstable();
-    assert_eq!(tags, kept, "the release and `latest` are kept");
+    assert_eq!(
+        image_tags(&deployed).await,
+        kept,
+        "the release and `latest` are kept"
+    );
 }
 
 /// Runs `wsctl teardown` on a pseudo-terminal (util-linux `script`), typing `answer`.

@@ -254,8 +254,9 @@ def _update_service_with_deployments(self, service_properties):
     before = service.task_definition
     force = service_properties.get("force_new_deployment", False)
     service = _update_service(self, service_properties)
-    # ECS keeps the revision's ARN, whatever form the request named it in.
-    service.task_definition = self.describe_task_definition(service.task_definition).arn
+    if service.task_definition:
+        # ECS keeps the revision's ARN, whatever form the request named it in.
+        service.task_definition = self.describe_task_definition(service.task_definition).arn
     if service.deployments and (force or service.task_definition != before):
         _new_deployment(service)
     _schedule(self, service)

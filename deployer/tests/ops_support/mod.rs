@@ -19,7 +19,8 @@ use aws_config::SdkConfig;
 #[path = "../deploy_support/mod.rs"]
 mod deploy_support;
 use deploy_support::{Project, TINY_DOCKERFILE, create_main_stack, deploy_json};
-pub use deploy_support::{registry_digest, sdk_config, services_env, unique_env, workspace};
+#[allow(unused_imports)] // each test file uses a part of these
+pub use deploy_support::{registry_digest, sdk_config, services_env, unique_env};
 
 /// Runs the real `wsctl` against the emulator, with no settings file and no terminal.
 pub fn wsctl(args: &[&str]) -> Output {
