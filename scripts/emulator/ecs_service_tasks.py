@@ -21,6 +21,7 @@ service scheduler is played at once, as a rollout that succeeds would end:
 - Service events say so, newest first: tasks started and stopped, targets registered and
   deregistered, deployment completed, steady state.
 - ListTasks filters by serviceName and lists desiredStatus RUNNING unless asked otherwise.
+- A task definition has its registeredAt.
 - A CloudFormation service keeps its LoadBalancers and NetworkConfiguration, and its task
   definition is the revision CloudFormation made (not the family's newest).
 
@@ -231,6 +232,17 @@ def _new_deployment(service):
                   "taskDefinition": service.task_definition, "rolloutState": "IN_PROGRESS"}
     service.deployments = [deployment]
 
+
+_register_task_definition = EC2ContainerServiceBackend.register_task_definition
+
+
+def _register_task_definition_dated(self, *args, **kwargs):
+    task_definition = _register_task_definition(self, *args, **kwargs)
+    task_definition.registered_at = _now()  # moto leaves it out; `wsctl releases` shows it
+    return task_definition
+
+
+EC2ContainerServiceBackend.register_task_definition = _register_task_definition_dated
 
 _create_service = EC2ContainerServiceBackend.create_service
 
