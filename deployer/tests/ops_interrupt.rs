@@ -7,13 +7,13 @@ mod ops_support;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use ops_support::{Deployed, repository_uri, services_env, unique_env, wsctl_command};
+use ops_support::{Deployed, services_env, unique_env, wsctl_command};
 
 #[tokio::test]
 async fn ctrl_c_during_a_rollback_wait_exits_130_with_the_service_updated() {
     let env = unique_env("ri");
-    let deployed = Deployed::create(&env, "1111111").await;
-    deployed.release("2222222").await;
+    let deployed = Deployed::create(&env, "one").await;
+    deployed.release("two").await;
     let moto = services_env()
         .get("AWS_ENDPOINT_URL")
         .cloned()
@@ -27,7 +27,7 @@ async fn ctrl_c_during_a_rollback_wait_exits_130_with_the_service_updated() {
         .expect("start wsctl rollback");
     // Wait until the service was updated: from then on wsctl only watches.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let rolled = format!("{}:1111111", repository_uri(&env));
+    let rolled = deployed.image("one");
     while deployed.running_image().await != rolled {
         assert!(
             Instant::now() < deadline,

@@ -1,46 +1,59 @@
-//! `wsctl releases` and `wsctl rollback` against the AWS emulator.
+//! `wsctl releases` and `wsctl rollback` against the local services, on releases made by the
+//! real `wsctl deploy` (their images pushed to the registry that is the emulator's ECR).
 
 mod ops_support;
 
-use ops_support::{Deployed, repository_uri, stderr, stdout, unique_env, wsctl};
+use ops_support::{Deployed, stderr, stdout, unique_env, wsctl};
 
 #[tokio::test]
 async fn releases_lists_every_release_newest_first() {
     let env = unique_env("rl");
-    let deployed = Deployed::create(&env, "1111111").await;
-    deployed.release("2222222").await;
-    deployed.release("3333333").await;
+    let deployed = Deployed::create(&env, "one").await;
+    deployed.release("two").await;
+    deployed.release("three").await;
 
     let out = wsctl(&["releases", "--env", &env, "-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let releases = json["releases"].as_array().expect("releases");
-    let summary: Vec<(i64, &str, &str, bool)> = releases
+    let summary: Vec<(String, bool)> = releases
         .iter()
         .map(|r| {
             (
-                r["revision"].as_i64().expect("revision"),
-                r["image_tag"].as_str().expect("tag"),
-                r["git_commit"].as_str().expect("commit"),
+                r["image_tag"].as_str().expect("tag").to_owned(),
                 r["running"].as_bool().expect("running"),
             )
         })
         .collect();
+    let release = |label: &str, running: bool| (deployed.tag(label), running);
     assert_eq!(
         summary,
         [
-            (3, "3333333", "3333333", true),
-            (2, "2222222", "2222222", false),
-            (1, "1111111", "1111111", false)
+            release("three", true),
+            release("two", false),
+            release("one", false)
         ]
     );
-    assert!(
-        releases
-            .iter()
-            .all(|r| r["image_in_repository"]["state"] == "present"),
-        "{json}"
-    );
-    assert_eq!(json["running_revision"], 3);
+    for (r, label) in releases.iter().zip(["three", "two", "one"]) {
+        let deploy = deployed.summary(label);
+        assert_eq!(r["image_in_repository"]["state"], "present", "{json}");
+        assert_eq!(
+            r["image_in_repository"]["digest"], deploy["image_digest"],
+            "ECR has the digest the push printed: {json}"
+        );
+        assert!(
+            r["git_commit"]
+                .as_str()
+                .is_some_and(|c| c.starts_with(&deployed.tag(label))),
+            "{json}"
+        );
+    }
+    let revisions: Vec<i64> = releases
+        .iter()
+        .map(|r| r["revision"].as_i64().expect("revision"))
+        .collect();
+    assert!(revisions.windows(2).all(|w| w[0] > w[1]), "{revisions:?}");
+    assert_eq!(json["running_revision"], revisions[0]);
 
     let text = stdout(&wsctl(&["releases", "--env", &env]));
     let running: Vec<&str> = text
@@ -48,15 +61,28 @@ async fn releases_lists_every_release_newest_first() {
         .filter(|l| l.trim_start().starts_with('*'))
         .collect();
     assert_eq!(running.len(), 1, "{text}");
-    assert!(running[0].contains("3333333"), "{text}");
+    assert!(running[0].contains(&deployed.tag("three")), "{text}");
+    for label in ["one", "two", "three"] {
+        let digest = deployed.summary(label)["image_digest"]
+            .as_str()
+            .expect("digest")[..19]
+            .to_owned();
+        let tag = deployed.tag(label);
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&tag) && l.contains(&digest)),
+            "release {label} shows its digest {digest}:\n{text}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn rollback_runs_the_previous_release_then_a_chosen_one() {
     let env = unique_env("rb");
-    let deployed = Deployed::create(&env, "1111111").await;
-    deployed.release("2222222").await;
-    deployed.release("3333333").await;
+    let deployed = Deployed::create(&env, "one").await;
+    let first = deployed.summary("one");
+    deployed.release("two").await;
+    deployed.release("three").await;
 
     let out = wsctl(&["rollback", "--env", &env]);
     assert_eq!(
@@ -67,41 +93,47 @@ async fn rollback_runs_the_previous_release_then_a_chosen_one() {
         stderr(&out)
     );
     assert!(
-        stdout(&out).contains("Rolled back to revision 2"),
+        stdout(&out).contains(&format!("{} runs.", deployed.image("two"))),
         "{}",
         stdout(&out)
     );
-    assert_eq!(
-        deployed.running_image().await,
-        format!("{}:2222222", repository_uri(&env))
-    );
+    assert_eq!(deployed.running_image().await, deployed.image("two"));
 
-    let out = wsctl(&["rollback", "--env", &env, "--revision", "1", "-o", "json"]);
+    let first_revision = first["task_definition"]
+        .as_str()
+        .and_then(|td| td.rsplit(':').next())
+        .expect("revision")
+        .to_owned();
+    let out = wsctl(&[
+        "rollback",
+        "--env",
+        &env,
+        "--revision",
+        &first_revision,
+        "-o",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(json["from_revision"], 2);
-    assert_eq!(json["release"]["revision"], 1);
+    assert_eq!(json["release"]["revision"].to_string(), first_revision);
     assert_eq!(json["verdict"]["verdict"], "completed");
     assert_eq!(json["release"]["image_in_repository"]["state"], "present");
-    assert_eq!(
-        deployed.running_image().await,
-        format!("{}:1111111", repository_uri(&env))
-    );
+    assert_eq!(deployed.running_image().await, deployed.image("one"));
 }
 
 #[tokio::test]
 async fn rollback_to_a_release_whose_image_is_gone_is_refused_and_changes_nothing() {
     let env = unique_env("rx");
-    let deployed = Deployed::create(&env, "1111111").await;
-    deployed.release("2222222").await;
-    deployed.release("3333333").await;
+    let deployed = Deployed::create(&env, "one").await;
+    deployed.release("two").await;
+    deployed.release("three").await;
     deployed
         .ecr()
         .batch_delete_image()
         .repository_name(deployed.service())
         .image_ids(
             aws_sdk_ecr::types::ImageIdentifier::builder()
-                .image_tag("2222222")
+                .image_tag(deployed.tag("two"))
                 .build(),
         )
         .send()
@@ -112,20 +144,17 @@ async fn rollback_to_a_release_whose_image_is_gone_is_refused_and_changes_nothin
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("refusing to roll back to revision 2")
+        err.contains("refusing to roll back to revision")
             && err.contains("no longer in the repository"),
         "{err}"
     );
-    assert_eq!(
-        deployed.running_image().await,
-        format!("{}:3333333", repository_uri(&env))
-    );
+    assert_eq!(deployed.running_image().await, deployed.image("three"));
 
     let listed = stdout(&wsctl(&["releases", "--env", &env]));
     let line = listed
         .lines()
-        .find(|l| l.contains("2222222"))
-        .expect("release 2 listed");
+        .find(|l| l.contains(&deployed.tag("two")))
+        .expect("release two listed");
     assert!(
         line.contains("image no longer in the repository"),
         "{listed}"
@@ -134,10 +163,7 @@ async fn rollback_to_a_release_whose_image_is_gone_is_refused_and_changes_nothin
     let out = wsctl(&["rollback", "--env", &env, "--revision", "99"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("revision 99"), "{}", stderr(&out));
-    assert_eq!(
-        deployed.running_image().await,
-        format!("{}:3333333", repository_uri(&env))
-    );
+    assert_eq!(deployed.running_image().await, deployed.image("three"));
 }
 
 #[tokio::test]

@@ -9,8 +9,10 @@ use ops_support::{Deployed, stderr, stdout, unique_env, wsctl};
 #[tokio::test]
 async fn status_of_a_deployed_environment_in_text_and_json() {
     let env = unique_env("st");
-    let deployed = Deployed::create(&env, "1111111").await;
-    deployed.release("2222222").await;
+    let deployed = Deployed::create(&env, "one").await;
+    let second = deployed.release("two").await;
+    let revision = second.rsplit(':').next().expect("revision").to_owned();
+    let tag = deployed.tag("two");
 
     let out = wsctl(&["status", "--env", &env]);
     let text = stdout(&out);
@@ -18,33 +20,52 @@ async fn status_of_a_deployed_environment_in_text_and_json() {
     let service = format!("agenticai-websocket-{env}");
     for expected in [
         format!("Environment  {env} (us-east-1)"),
-        format!("Stack        {service}  CREATE_COMPLETE"),
+        format!("Stack        {service}  UPDATE_COMPLETE"),
         format!("Service      {service}  ACTIVE  desired 1  running 1  pending 0"),
         format!(
-            "Release      revision 2  {}:2222222  commit 2222222",
-            ops_support::repository_uri(&env)
+            "Release      revision {revision}  {}  commit {tag}",
+            deployed.image("two")
         ),
         "Endpoint     ws://".to_owned(),
         "PRIMARY  COMPLETED".to_owned(),
     ] {
         assert!(text.contains(&expected), "missing {expected:?} in:\n{text}");
     }
+    assert!(
+        !text.contains("(none running)") && !text.contains("(none registered)"),
+        "the running count has its tasks and targets:\n{text}"
+    );
 
     let out = wsctl(&["status", "--env", &env, "--output", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert_eq!(json["environment"], env.as_str());
-    assert_eq!(json["stack"]["status"], "CREATE_COMPLETE");
+    assert_eq!(json["stack"]["status"], "UPDATE_COMPLETE");
     assert_eq!(json["service"]["desired"], 1);
     assert_eq!(json["service"]["running"], 1);
-    assert_eq!(json["release"]["revision"], 2);
-    assert_eq!(json["release"]["image_tag"], "2222222");
-    assert_eq!(json["latest_revision"], 2);
+    assert_eq!(json["release"]["revision"].to_string(), revision);
+    assert_eq!(json["release"]["image_tag"], tag.as_str());
+    assert_eq!(json["latest_revision"].to_string(), revision);
+    let first = deployed.summary("one")["task_definition"]
+        .as_str()
+        .and_then(|td| td.rsplit(':').next())
+        .expect("first revision")
+        .to_owned();
+    assert_ne!(first, revision);
     assert_eq!(
-        json["stack_revision"], 1,
-        "the stack's own revision stays 1"
+        json["stack_revision"].to_string(),
+        first,
+        "the stack's own revision stays the first release's"
     );
     assert_eq!(json["deployments"][0]["rollout_state"], "COMPLETED");
+    let tasks = json["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 1, "one task for running 1: {json}");
+    assert_eq!(tasks[0]["revision"].to_string(), revision, "{json}");
+    assert_eq!(tasks[0]["last_status"], "RUNNING", "{json}");
+    let targets = json["targets"].as_array().expect("targets");
+    assert_eq!(targets.len(), 1, "its target only: {json}");
+    assert_eq!(targets[0]["state"], "healthy", "{json}");
+    assert_eq!(targets[0]["port"], 8080, "{json}");
     assert!(
         json["endpoint"]
             .as_str()
@@ -62,7 +83,7 @@ async fn status_shows_a_firing_alarm_and_the_last_hour_from_cloudwatch() {
     use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricDatum, StateValue};
 
     let env = unique_env("sa");
-    let deployed = Deployed::create(&env, "1111111").await;
+    let deployed = Deployed::create(&env, "one").await;
     let service = deployed.service();
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&deployed.config);
     let dimension = |name: &str, value: &str| Dimension::builder().name(name).value(value).build();
@@ -131,27 +152,32 @@ async fn status_shows_a_firing_alarm_and_the_last_hour_from_cloudwatch() {
 #[tokio::test]
 async fn status_says_when_a_newer_release_is_not_running() {
     let env = unique_env("sr");
-    let deployed = Deployed::create(&env, "1111111").await;
-    let second = deployed.release("2222222").await;
-    deployed.release("3333333").await;
+    let deployed = Deployed::create(&env, "one").await;
+    let second = deployed.release("two").await;
+    let third = deployed.release("three").await;
+    let number = |td: &str| td.rsplit(':').next().expect("revision").to_owned();
     // Someone went back to revision 2 by hand.
     deployed
         .ecs()
         .update_service()
         .cluster(deployed.cluster())
         .service(deployed.service())
-        .task_definition(second)
+        .task_definition(&second)
         .send()
         .await
         .expect("update");
 
     let out = wsctl(&["status", "--env", &env, "-o", "json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(json["release"]["revision"], 2);
-    assert_eq!(json["latest_revision"], 3);
+    assert_eq!(json["release"]["revision"].to_string(), number(&second));
+    assert_eq!(json["latest_revision"].to_string(), number(&third));
     let notes = json["notes"].to_string();
     assert!(
-        notes.contains("running revision 2 but revision 3 is newer"),
+        notes.contains(&format!(
+            "running revision {} but revision {} is newer",
+            number(&second),
+            number(&third)
+        )),
         "{notes}"
     );
     assert_eq!(
@@ -159,7 +185,13 @@ async fn status_says_when_a_newer_release_is_not_running() {
         "a rollback is worth a note, not an alarm: {json}"
     );
     let text = stdout(&wsctl(&["status", "--env", &env]));
-    assert!(text.contains("revision 3 is newer (rolled back)"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "revision {} is newer (rolled back)",
+            number(&third)
+        )),
+        "{text}"
+    );
 }
 
 #[tokio::test]

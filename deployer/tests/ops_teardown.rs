@@ -18,11 +18,33 @@ async fn stack_exists(deployed: &Deployed) -> bool {
         })
 }
 
+/// The tags in the environment's repository, sorted.
+async fn image_tags(deployed: &Deployed) -> Vec<String> {
+    let images = deployed
+        .ecr()
+        .list_images()
+        .repository_name(deployed.service())
+        .send()
+        .await
+        .expect("ListImages");
+    let mut tags: Vec<String> = images
+        .image_ids()
+        .iter()
+        .filter_map(|i| i.image_tag())
+        .map(str::to_owned)
+        .collect();
+    tags.sort_unstable();
+    tags
+}
+
 #[tokio::test]
 async fn teardown_removes_the_stack_and_a_second_run_is_a_clean_no_op() {
     let env = unique_env("td");
-    let deployed = Deployed::create(&env, "1111111").await;
-    deployed.release("2222222").await;
+    let deployed = Deployed::create(&env, "one").await;
+    deployed.release("two").await;
+    // Two releases, and `latest` on the second one.
+    let pushed = image_tags(&deployed).await;
+    assert_eq!(pushed.len(), 3, "{pushed:?}");
 
     let out = wsctl(&["teardown", "--env", &env, "--yes"]);
     assert_eq!(
@@ -37,7 +59,7 @@ async fn teardown_removes_the_stack_and_a_second_run_is_a_clean_no_op() {
         err.contains("AWS::ECS::Service"),
         "the plan lists what goes:\n{err}"
     );
-    assert!(err.contains("2 image(s) deleted"), "{err}");
+    assert!(err.contains("3 image(s) deleted"), "{err}");
     assert!(err.contains("DELETE_COMPLETE"), "{err}");
     assert!(stdout(&out).contains(&format!("Environment {env} is gone.")));
     assert!(!stack_exists(&deployed).await);
@@ -51,6 +73,13 @@ async fn teardown_removes_the_stack_and_a_second_run_is_a_clean_no_op() {
         images.map_or(true, |i| i.image_ids().is_empty()),
         "repository emptied"
     );
+    for label in ["one", "two"] {
+        let image = deployed.image(label);
+        assert!(
+            ops_support::registry_digest(&image).await.is_err(),
+            "{image} is gone from the registry too"
+        );
+    }
     let active = deployed
         .ecs()
         .list_task_definitions()
@@ -77,20 +106,19 @@ async fn teardown_removes_the_stack_and_a_second_run_is_a_clean_no_op() {
 #[tokio::test]
 async fn teardown_without_a_terminal_or_yes_refuses_and_keeps_everything() {
     let env = unique_env("tn");
-    let deployed = Deployed::create(&env, "1111111").await;
+    let deployed = Deployed::create(&env, "one").await;
 
     let out = wsctl(&["teardown", "--env", &env]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
     assert!(stack_exists(&deployed).await);
-    let images = deployed
-        .ecr()
-        .list_images()
-        .repository_name(deployed.service())
-        .send()
-        .await
-        .expect("repo");
-    assert_eq!(images.image_ids().len(), 1);
+    let mut kept = vec!["latest".to_owned(), deployed.tag("one")];
+    kept.sort_unstable();
+    assert_eq!(
+        image_tags(&deployed).await,
+        kept,
+        "the release and `latest` are kept"
+    );
 }
 
 /// Runs `wsctl teardown` on a pseudo-terminal (util-linux `script`), typing `answer`.
@@ -144,7 +172,7 @@ fn teardown_on_a_terminal(env: &str, answer: &str) -> (Option<i32>, String) {
 #[tokio::test]
 async fn on_a_terminal_teardown_needs_the_environment_name_typed() {
     let env = unique_env("tt");
-    let deployed = Deployed::create(&env, "1111111").await;
+    let deployed = Deployed::create(&env, "one").await;
 
     let (code, screen) = teardown_on_a_terminal(&env, "prod");
     assert_eq!(code, Some(1), "{screen}");

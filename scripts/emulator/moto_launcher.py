@@ -1,6 +1,6 @@
-"""Start moto's server with fixes for stack updates (test infrastructure only).
+"""Start moto's server with fixes that make it behave as AWS does (test infrastructure only).
 
-Each fix makes moto 5.2.1 do what real CloudFormation does, so tests can assert real
+Each fix makes moto 5.2.1 do what AWS (CloudFormation, ECR, ECS) does, so tests can assert real
 behaviour; product code never knows it talks to an emulator. See docs/testing.md.
 
 1. Outputs after change sets: moto builds a stack's outputs when the stack object is
@@ -27,6 +27,10 @@ behaviour; product code never knows it talks to an emulator. See docs/testing.md
 7. CloudWatch over Smithy RPC v2 CBOR, the protocol of the Rust SDK's CloudWatch client:
    moto answers CloudWatch in JSON only; rpcv2_cbor.py translates (alarms and metrics in
    `wsctl status`).
+8. ECR and the local registry are one store: ecr_registry.py reads each repository's images
+   from the registry that `docker push` writes to, and deletes through ECR's API delete there.
+9. ECS services have the tasks they report, in their target groups, and UpdateService starts
+   a new deployment that replaces the old one's tasks: ecs_service_tasks.py.
 """
 
 import re
@@ -39,6 +43,8 @@ from moto.ecs.models import Service, TaskDefinition
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.server import main
 
+import ecr_registry  # noqa: F401 (patches moto's ECR backend on import)
+import ecs_service_tasks  # noqa: F401 (patches moto's ECS backend on import)
 import rpcv2_cbor
 
 _execute_change_set = CloudFormationBackend.execute_change_set

@@ -183,3 +183,22 @@ pub fn deploy_json(project: &Project, env: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("stdout is one JSON document ({e}):\n{}", text(&out.stdout)))
 }
+
+/// The digest the registry serves for `image` (asked through the engine's distribution API,
+/// with the emulator's ECR credentials), or why it serves none.
+pub async fn registry_digest(image: &str) -> Result<String, String> {
+    let docker = bollard::Docker::connect_with_defaults().map_err(|e| e.to_string())?;
+    let credentials = bollard::auth::DockerCredentials {
+        username: Some("AWS".into()),
+        password: Some("123456789012-auth-token".into()),
+        ..Default::default()
+    };
+    let inspected = docker
+        .inspect_registry_image(image, Some(credentials))
+        .await
+        .map_err(|e| e.to_string())?;
+    inspected
+        .descriptor
+        .digest
+        .ok_or_else(|| "no digest".into())
+}

@@ -1,7 +1,7 @@
-//! Shared set-up for the operating-command tests (`ops_*.rs`): the AWS emulator started by
-//! `scripts/services up`, environments created directly with the SDK (the stack from
-//! `templates/ecs.yaml`, releases as task definition revisions, images by PutImage, logs by
-//! PutLogEvents), and the real `wsctl` binary run against them.
+//! Shared set-up for the operating-command tests (`ops_*.rs`): the local services started by
+//! `scripts/services up`, environments deployed by the real `wsctl deploy` (releases of a tiny
+//! image, one git commit each), logs by PutLogEvents, and the real `wsctl` binary run against
+//! them.
 //!
 //! Tests share one emulator with each other and with other test suites, so every test uses an
 //! environment name of its own (random suffix) instead of resetting the emulator.
@@ -9,6 +9,7 @@
 #![allow(dead_code)] // each test file uses a part of this module
 
 use std::process::{Command, Output};
+use std::sync::Mutex;
 
 pub mod proxy;
 
@@ -17,7 +18,9 @@ use aws_config::SdkConfig;
 // The emulator plumbing (services env file, SDK config, unique names) is the deploy tests'.
 #[path = "../deploy_support/mod.rs"]
 mod deploy_support;
-pub use deploy_support::{sdk_config, services_env, unique_env, workspace};
+use deploy_support::{Project, TINY_DOCKERFILE, create_main_stack, deploy_json};
+#[allow(unused_imports)] // each test file uses a part of these
+pub use deploy_support::{registry_digest, sdk_config, services_env, unique_env};
 
 /// Runs the real `wsctl` against the emulator, with no settings file and no terminal.
 pub fn wsctl(args: &[&str]) -> Output {
@@ -49,81 +52,76 @@ pub fn repository_uri(env: &str) -> String {
     format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/agenticai-websocket-{env}")
 }
 
-/// An environment deployed the way wsctl leaves it: the stack from `templates/ecs.yaml`
-/// (first revision naming `<repo>:<first_tag>`) and that image in the repository.
+/// An environment deployed by the real `wsctl deploy`: its own main stack, and a tiny image
+/// (`deploy_support::TINY_DOCKERFILE`) built from a git repository in a temp dir, one commit
+/// per release, so each release has its commit for a tag, its digest in the registry and in
+/// the emulator's ECR, and a task definition revision of its own.
 pub struct Deployed {
     pub env: String,
     pub config: SdkConfig,
+    project: Project,
+    /// (label, the deploy's JSON summary), oldest first.
+    releases: Mutex<Vec<(String, serde_json::Value)>>,
 }
 
 impl Deployed {
-    pub async fn create(env: &str, first_tag: &str) -> Self {
+    /// The first deploy into a new environment; `label` is the release's content.
+    pub async fn create(env: &str, label: &str) -> Self {
         let config = sdk_config().await;
-        let ec2 = aws_sdk_ec2::Client::new(&config);
-        let vpcs = ec2
-            .describe_vpcs()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("isDefault")
-                    .values("true")
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("default VPC");
-        let vpc = vpcs.vpcs()[0].vpc_id().expect("vpc id").to_owned();
-        let subnets = ec2
-            .describe_subnets()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("vpc-id")
-                    .values(&vpc)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("subnets");
-        let subnets: Vec<&str> = subnets
-            .subnets()
-            .iter()
-            .filter_map(|s| s.subnet_id())
-            .take(2)
-            .collect();
-        let queue = "https://sqs.us-east-1.amazonaws.com/123456789012/agenticai";
-        let template =
-            std::fs::read_to_string(workspace().join("templates/ecs.yaml")).expect("template");
-        let param = |k: &str, v: &str| {
-            aws_sdk_cloudformation::types::Parameter::builder()
-                .parameter_key(k)
-                .parameter_value(v)
-                .build()
-        };
-        aws_sdk_cloudformation::Client::new(&config)
-            .create_stack()
-            .stack_name(format!("agenticai-websocket-{env}"))
-            .template_body(template)
-            .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
-            .parameters(param("Environment", env))
-            .parameters(param("VpcId", &vpc))
-            .parameters(param("SubnetIds", &subnets.join(",")))
-            .parameters(param("DataTableName", "agenticai-data"))
-            .parameters(param("PMQueueUrl", &format!("{queue}-pm")))
-            .parameters(param("DevQueueUrl", &format!("{queue}-dev")))
-            .parameters(param("QAQueueUrl", &format!("{queue}-qa")))
-            .parameters(param("OpsQueueUrl", &format!("{queue}-ops")))
-            .parameters(param(
-                "ImageUri",
-                &format!("{}:{first_tag}", repository_uri(env)),
-            ))
-            .send()
-            .await
-            .expect("create the stack from templates/ecs.yaml");
+        let main_stack = format!("main-{env}");
+        create_main_stack(&config, &main_stack, env).await;
+        let project = Project::new(env, &main_stack, TINY_DOCKERFILE);
+        git(&project, &["init", "--quiet"]);
         let deployed = Self {
             env: env.to_owned(),
             config,
+            project,
+            releases: Mutex::new(Vec::new()),
         };
-        deployed.put_image(first_tag).await;
+        deployed.release(label).await;
         deployed
+    }
+
+    /// Commits a change (`label` as the payload) and deploys it. Returns its task definition.
+    pub async fn release(&self, label: &str) -> String {
+        self.project.write("payload.txt", &format!("{label}\n"));
+        git(&self.project, &["add", "--all"]);
+        git(&self.project, &["commit", "--quiet", "--message", label]);
+        let summary = deploy_json(&self.project, &self.env);
+        assert_eq!(summary["rollout"]["verdict"], "completed", "{summary:#}");
+        let arn = summary["task_definition"]
+            .as_str()
+            .expect("task_definition")
+            .to_owned();
+        self.releases
+            .lock()
+            .expect("releases")
+            .push((label.to_owned(), summary));
+        arn
+    }
+
+    /// What the deploy of `label` reported, e.g. `summary("one")["image_digest"]`.
+    pub fn summary(&self, label: &str) -> serde_json::Value {
+        self.releases
+            .lock()
+            .expect("releases")
+            .iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(|| panic!("no release {label}"))
+    }
+
+    /// The image tag of release `label` (its commit, made by wsctl).
+    pub fn tag(&self, label: &str) -> String {
+        self.summary(label)["image_tag"]
+            .as_str()
+            .expect("image_tag")
+            .to_owned()
+    }
+
+    /// The image reference release `label` runs (`<repository>:<tag>`).
+    pub fn image(&self, label: &str) -> String {
+        format!("{}:{}", repository_uri(&self.env), self.tag(label))
     }
 
     pub fn ecs(&self) -> aws_sdk_ecs::Client {
@@ -140,89 +138,6 @@ impl Deployed {
 
     pub fn service(&self) -> String {
         format!("agenticai-websocket-{}", self.env)
-    }
-
-    /// Puts an image under `tag` into the environment's repository (a manifest, as a push
-    /// would leave it).
-    pub async fn put_image(&self, tag: &str) {
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": {
-                "mediaType": "application/vnd.docker.container.image.v1+json",
-                "size": 1234,
-                "digest": format!("sha256:{:0>64}", tag),
-            },
-            "layers": [],
-        });
-        self.ecr()
-            .put_image()
-            .repository_name(self.service())
-            .image_manifest(manifest.to_string())
-            .image_tag(tag)
-            .send()
-            .await
-            .expect("put image");
-    }
-
-    /// Registers a release the way deploy does: a copy of revision 1 naming `<repo>:<tag>`,
-    /// with the commit in the tags. Returns the new revision's ARN.
-    pub async fn register_release(&self, tag: &str) -> String {
-        let ecs = self.ecs();
-        let first = ecs
-            .describe_task_definition()
-            .task_definition(format!("{}:1", self.service()))
-            .send()
-            .await
-            .expect("first revision");
-        let first = first.task_definition().expect("task definition");
-        let containers: Vec<_> = first
-            .container_definitions()
-            .iter()
-            .map(|c| {
-                let mut c = c.clone();
-                c.image = Some(format!("{}:{tag}", repository_uri(&self.env)));
-                c.memory = Some(1024);
-                c
-            })
-            .collect();
-        let registered = ecs
-            .register_task_definition()
-            .family(self.service())
-            .set_container_definitions(Some(containers))
-            .cpu("512")
-            .memory("1024")
-            .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
-            .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
-            .tags(
-                aws_sdk_ecs::types::Tag::builder()
-                    .key("wsctl:git-commit")
-                    .value(tag)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("register release");
-        registered
-            .task_definition()
-            .and_then(|t| t.task_definition_arn())
-            .expect("arn")
-            .to_owned()
-    }
-
-    /// Deploys a release: registers it, puts its image and points the service at it.
-    pub async fn release(&self, tag: &str) -> String {
-        self.put_image(tag).await;
-        let arn = self.register_release(tag).await;
-        self.ecs()
-            .update_service()
-            .cluster(self.cluster())
-            .service(self.service())
-            .task_definition(&arn)
-            .send()
-            .await
-            .expect("update service");
-        arn
     }
 
     /// The image of the task definition the service runs now.
@@ -250,4 +165,25 @@ impl Deployed {
             .expect("image")
             .to_owned()
     }
+}
+
+/// Runs git in the project's directory, as a user with a name and an address.
+fn git(project: &Project, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(project.dir.path())
+        .args([
+            "-c",
+            "user.name=wsctl tests",
+            "-c",
+            "user.email=tests@example.invalid",
+        ])
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
