@@ -84,7 +84,10 @@ async fn throttled_polls_are_ridden_out_and_the_summary_is_printed() {
         env.as_str(),
         "the whole status follows"
     );
-    assert_eq!(json["release"]["image_tag"], "2222222");
+    assert_eq!(
+        json["release"]["image_tag"],
+        deployed.tag("2222222").as_str()
+    );
 }
 
 #[tokio::test]
@@ -113,9 +116,12 @@ async fn a_deploy_by_someone_else_during_the_wait_supersedes_ours() {
     .expect("start wsctl status --wait");
     tokio::time::sleep(Duration::from_millis(800)).await;
 
-    // Someone else deploys: a new revision, as a new deployment of the service.
-    deployed.put_image("3333333").await;
-    let theirs_td = deployed.register_release("3333333").await;
+    // Someone else deploys: the service pointed at another revision (the first release's),
+    // as a new deployment of the service.
+    let theirs_td = deployed.summary("1111111")["task_definition"]
+        .as_str()
+        .expect("the first release's task definition")
+        .to_owned();
     let updated = deployed
         .ecs()
         .update_service()
