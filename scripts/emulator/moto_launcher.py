@@ -27,16 +27,27 @@ behaviour; product code never knows it talks to an emulator. See docs/testing.md
 7. CloudWatch over Smithy RPC v2 CBOR, the protocol of the Rust SDK's CloudWatch client:
    moto answers CloudWatch in JSON only; rpcv2_cbor.py translates (alarms and metrics in
    `wsctl status`).
+8. AWS::SecretsManager::Secret: moto's CloudFormation has no model for it (the stack would
+   only warn and leave it out). We create it in moto's Secrets Manager as CloudFormation
+   does: GenerateSecretString makes a random value, Ref is the ARN, an update keeps the value,
+   deleting the stack deletes it.
+9. AWS::NoValue inside a list (`- !If [Cond, {...}, !Ref AWS::NoValue]`): CloudFormation drops
+   the item; moto keeps a null in the list. We drop it.
 """
 
+import json
 import re
 import sys
 
+from moto.cloudformation import parsing
 from moto.cloudformation.models import Change, ChangeSet, CloudFormationBackend, Stack
 from moto.cloudformation.parsing import ResourceMap
+from moto.core.common_models import CloudFormationModel
 from moto.core.utils import pascal_to_camelcase, remap_nested_keys
 from moto.ecs.models import Service, TaskDefinition
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.secretsmanager.models import secretsmanager_backends
+from moto.secretsmanager.utils import random_password
 from moto.server import main
 
 import rpcv2_cbor
@@ -201,6 +212,90 @@ def _parameter_list_as_given(self):
 
 
 Stack.parameter_list = property(_parameter_list_as_given)
+
+
+
+class CloudFormationSecret(CloudFormationModel):
+    """AWS::SecretsManager::Secret as CloudFormation makes it (fix 8)."""
+
+    __module__ = "moto.secretsmanager.cloudformation"  # moto files its models by service
+
+    def __init__(self, account_id, region_name, arn):
+        self.account_id, self.region_name, self.arn = account_id, region_name, arn
+
+    @staticmethod
+    def cloudformation_type():
+        return "AWS::SecretsManager::Secret"
+
+    @staticmethod
+    def cloudformation_name_type():
+        return "Name"
+
+    @property
+    def physical_resource_id(self):
+        return self.arn
+
+    @classmethod
+    def has_cfn_attr(cls, attr):
+        return attr == "Id"
+
+    def get_cfn_attribute(self, attribute_name):
+        return self.arn
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id,
+                                        region_name, **kwargs):
+        props = cloudformation_json.get("Properties", {})
+        value = props.get("SecretString")
+        generate = props.get("GenerateSecretString")
+        if value is None and generate is not None:
+            value = random_password(
+                int(generate.get("PasswordLength", 32)),
+                generate.get("ExcludeCharacters", ""),
+                _true(generate.get("ExcludeNumbers")),
+                _true(generate.get("ExcludePunctuation")),
+                _true(generate.get("ExcludeUppercase")),
+                _true(generate.get("ExcludeLowercase")),
+                _true(generate.get("IncludeSpace")),
+                _true(generate.get("RequireEachIncludedType", True)),
+            )
+            if "SecretStringTemplate" in generate:
+                document = json.loads(generate["SecretStringTemplate"])
+                document[generate["GenerateStringKey"]] = value
+                value = json.dumps(document)
+        backend = secretsmanager_backends[account_id][region_name]
+        created = backend.create_secret(
+            name=resource_name, secret_string=value, secret_binary=None,
+            description=props.get("Description"), tags=props.get("Tags"),
+            kms_key_id=props.get("KmsKeyId"), client_request_token=None,
+            replica_regions=[], force_overwrite=False)
+        return cls(account_id, region_name, json.loads(created)["ARN"])
+
+    @classmethod
+    def update_from_cloudformation_json(cls, original_resource, new_resource_name,
+                                        cloudformation_json, account_id, region_name):
+        return original_resource  # the value stays; a generated one is never regenerated
+
+    def delete(self, account_id, region_name):
+        secretsmanager_backends[account_id][region_name].delete_secret(
+            self.arn, recovery_window_in_days=None, force_delete_without_recovery=True)
+
+
+def _true(value):
+    return value is True or str(value).lower() == "true"
+
+
+_clean_json = parsing.clean_json
+
+
+def _clean_json_without_novalue(resource_json, resources_map):
+    cleaned = _clean_json(resource_json, resources_map)
+    if isinstance(resource_json, list):  # fix 9
+        return [item for item in cleaned if item is not None]
+    return cleaned
+
+
+parsing.clean_json = _clean_json_without_novalue
 
 _dispatch = DomainDispatcherApplication.__call__
 DomainDispatcherApplication.__call__ = lambda self, environ, start_response: rpcv2_cbor.wrap(
