@@ -33,6 +33,11 @@ behaviour; product code never knows it talks to an emulator. See docs/testing.md
    deleting the stack deletes it.
 9. AWS::NoValue inside a list (`- !If [Cond, {...}, !Ref AWS::NoValue]`): CloudFormation drops
    the item; moto keeps a null in the list. We drop it.
+10. With IAM enforced (INITIAL_NO_AUTH_ACTION_COUNT, scripts/emulator/iam_enforcing.py), moto
+   answers a denied JSON-protocol call in XML, so the SDK loses the code (AccessDenied):
+   json_denials.py answers in JSON as AWS does.
+11. Also with IAM enforced, moto checks Secrets Manager calls against resource "*", so a grant
+   on one secret's ARN never matches: we name the secret's ARN, as AWS does.
 """
 
 import json
@@ -47,9 +52,11 @@ from moto.core.utils import pascal_to_camelcase, remap_nested_keys
 from moto.ecs.models import Service, TaskDefinition
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.secretsmanager.models import secretsmanager_backends
+from moto.secretsmanager.responses import SecretsManagerResponse
 from moto.secretsmanager.utils import random_password
 from moto.server import main
 
+import json_denials
 import rpcv2_cbor
 
 _execute_change_set = CloudFormationBackend.execute_change_set
@@ -297,9 +304,20 @@ def _clean_json_without_novalue(resource_json, resources_map):
 
 parsing.clean_json = _clean_json_without_novalue
 
+
+
+def _secret_resource(self):  # fix 11
+    secret_id = self._get_param("SecretId")
+    secrets = secretsmanager_backends[self.current_account][self.region].secrets
+    secret = secrets.get(secret_id) if secret_id else None
+    return secret.arn if secret is not None else "*"
+
+
+SecretsManagerResponse._determine_resource = _secret_resource
+
 _dispatch = DomainDispatcherApplication.__call__
-DomainDispatcherApplication.__call__ = lambda self, environ, start_response: rpcv2_cbor.wrap(
-    lambda env, start: _dispatch(self, env, start))(environ, start_response)
+DomainDispatcherApplication.__call__ = lambda self, environ, start_response: json_denials.wrap(
+    rpcv2_cbor.wrap(lambda env, start: _dispatch(self, env, start)))(environ, start_response)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
