@@ -13,6 +13,10 @@ use serde_json::value::RawValue;
 use crate::config::QueueUrls;
 use crate::protocol::{ErrorCode, QueueKind, RequestError};
 
+/// Every AWS action the server's code calls, the task role's whole grant (templates/ecs.yaml;
+/// `tests/task_role.rs` compares the two both ways). A new call goes here with the code.
+pub const AWS_ACTIONS: &[&str] = &["sqs:SendMessage"];
+
 /// One message to send.
 #[derive(Debug)]
 pub struct Forward {

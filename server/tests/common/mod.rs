@@ -2,6 +2,9 @@
 //! WebSocket and HTTP clients.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod iam;
+pub mod template;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
