@@ -72,7 +72,11 @@ async fn container(
         .send()
         .await
         .expect("the revision");
-    described.task_definition().expect("td").container_definitions()[0].clone()
+    described
+        .task_definition()
+        .expect("td")
+        .container_definitions()[0]
+        .clone()
 }
 
 fn environment(c: &aws_sdk_ecs::types::ContainerDefinition) -> BTreeMap<String, String> {
@@ -160,9 +164,7 @@ fn assert_publish_only_from(rules: &[Rule], cidrs: &[String], target_group: &str
     let action = &elsewhere.actions()[0];
     assert_eq!(action.r#type(), Some(&ActionTypeEnum::FixedResponse));
     assert_eq!(
-        action
-            .fixed_response_config()
-            .and_then(|f| f.status_code()),
+        action.fixed_response_config().and_then(|f| f.status_code()),
         Some("403")
     );
 }
@@ -216,7 +218,11 @@ async fn with_a_certificate_http_redirects_publish_is_vpc_only_and_tokens_use_th
     assert_eq!(redirect.r#type(), Some(&ActionTypeEnum::Redirect));
     let to = redirect.redirect_config().expect("redirect config");
     assert_eq!(
-        (to.protocol(), to.port(), to.status_code().map(|s| s.as_str())),
+        (
+            to.protocol(),
+            to.port(),
+            to.status_code().map(|s| s.as_str())
+        ),
         (Some("HTTPS"), Some("443"), Some("HTTP_301"))
     );
     assert!(publish_rules(&elb, &http).await.is_empty());
@@ -233,11 +239,7 @@ async fn with_a_certificate_http_redirects_publish_is_vpc_only_and_tokens_use_th
     // The task: the signing key as a secret, never as plain environment; behind the ALB.
     let secret_arn = &outputs["JwtSecretArn"];
     let c = container(&config, &outputs).await;
-    assert_eq!(
-        secrets(&c).get("WS_JWT_SECRET"),
-        Some(secret_arn),
-        "{c:#?}"
-    );
+    assert_eq!(secrets(&c).get("WS_JWT_SECRET"), Some(secret_arn), "{c:#?}");
     let vars = environment(&c);
     assert!(!vars.contains_key("WS_JWT_SECRET"), "{vars:?}");
     assert_eq!(vars["WS_TRUST_FORWARDED_FOR"], "true");
@@ -297,7 +299,11 @@ async fn with_a_certificate_http_redirects_publish_is_vpc_only_and_tokens_use_th
     assert!(text(&out.stderr).contains("token for bob"));
 
     // A queue that does not exist is a usage error.
-    let out = token(&project, &env, &["--sub", "bob", "--project", "p1", "--queue", "billing"]);
+    let out = token(
+        &project,
+        &env,
+        &["--sub", "bob", "--project", "p1", "--queue", "billing"],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
 
@@ -306,7 +312,12 @@ async fn on_a_jwks_there_is_no_secret_and_token_says_where_tokens_come_from() {
     let config = sdk_config().await;
     let env = unique_env("j");
     let jwks = "https://idp.test/.well-known/jwks.json";
-    let project = deployed(&config, &env, &format!("    jwt:\n      jwks_url: {jwks}\n")).await;
+    let project = deployed(
+        &config,
+        &env,
+        &format!("    jwt:\n      jwks_url: {jwks}\n"),
+    )
+    .await;
     let outputs = outputs(&config, &env).await;
     assert!(!outputs.contains_key("JwtSecretArn"), "{outputs:?}");
 
@@ -322,7 +333,10 @@ async fn on_a_jwks_there_is_no_secret_and_token_says_where_tokens_come_from() {
     );
 
     let c = container(&config, &outputs).await;
-    assert_eq!(environment(&c).get("WS_JWT_JWKS_URL").map(String::as_str), Some(jwks));
+    assert_eq!(
+        environment(&c).get("WS_JWT_JWKS_URL").map(String::as_str),
+        Some(jwks)
+    );
     assert!(!secrets(&c).contains_key("WS_JWT_SECRET"), "{c:#?}");
 
     let out = token(&project, &env, &["--sub", "alice", "--project", "p1"]);

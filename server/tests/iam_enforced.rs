@@ -89,7 +89,10 @@ async fn server(ground: &Ground, keys: &Keys) -> Server {
     };
     let health = format!("http://127.0.0.1:{port}/health");
     for _ in 0..200 {
-        if reqwest::get(&health).await.is_ok_and(|r| r.status().is_success()) {
+        if reqwest::get(&health)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return server;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -98,9 +101,10 @@ async fn server(ground: &Ground, keys: &Keys) -> Server {
 }
 
 async fn client(server: &Server) -> Ws {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/ws", server.port))
-        .await
-        .unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/ws", server.port))
+            .await
+            .unwrap();
     let welcome = recv(&mut ws).await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     ws
@@ -117,9 +121,7 @@ async fn forward(ws: &mut Ws, queue: &str) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_task_roles_policy_lets_the_server_forward_to_every_queue_and_nothing_more() {
     let ground = ground().await;
-    let keys = ground
-        .emulator
-        .role_user("task", "ws-iam", "TaskRole", &[]);
+    let keys = ground.emulator.role_user("task", "ws-iam", "TaskRole", &[]);
     let server = server(&ground, &keys).await;
     let mut ws = client(&server).await;
     for (kind, _) in &ground.queues {
@@ -128,12 +130,7 @@ async fn the_task_roles_policy_lets_the_server_forward_to_every_queue_and_nothin
     }
     let admin = aws_sdk_sqs::Client::new(&ground.emulator.sdk(&ground.emulator.admin).await);
     for (kind, url) in &ground.queues {
-        let got = admin
-            .receive_message()
-            .queue_url(url)
-            .send()
-            .await
-            .unwrap();
+        let got = admin.receive_message().queue_url(url).send().await.unwrap();
         let body = got.messages().first().and_then(|m| m.body()).unwrap_or("");
         assert_eq!(
             serde_json::from_str::<Value>(body).ok(),

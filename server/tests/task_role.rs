@@ -76,11 +76,7 @@ fn send_message_is_granted_on_the_four_agent_queues_only() {
         for resource in template::list(&statement["Resource"]) {
             assert_ne!(resource, json!("*"), "a wildcard resource: {statement:#}");
             let refs = template::refs(&resource);
-            assert_eq!(
-                refs.len(),
-                1,
-                "each resource names one queue: {resource:#}"
-            );
+            assert_eq!(refs.len(), 1, "each resource names one queue: {resource:#}");
             queues.extend(refs);
         }
     }
@@ -105,7 +101,10 @@ fn the_execution_role_pulls_this_image_writes_this_log_group_and_reads_only_the_
     let mut readable = BTreeSet::new();
     for s in &statements {
         let actions = template::actions(std::slice::from_ref(s));
-        if actions.iter().any(|a| a.starts_with("secretsmanager:") || a.starts_with("ssm:")) {
+        if actions
+            .iter()
+            .any(|a| a.starts_with("secretsmanager:") || a.starts_with("ssm:"))
+        {
             readable.extend(template::list(&s["Resource"]).iter().map(Value::to_string));
         }
     }
@@ -131,7 +130,10 @@ fn the_execution_role_pulls_this_image_writes_this_log_group_and_reads_only_the_
     for s in &statements {
         let actions = template::actions(std::slice::from_ref(s));
         let resource = &s["Resource"];
-        if actions.iter().any(|a| a.starts_with("ecr:") && a != "ecr:GetAuthorizationToken") {
+        if actions
+            .iter()
+            .any(|a| a.starts_with("ecr:") && a != "ecr:GetAuthorizationToken")
+        {
             assert_eq!(resource, &json!({"Fn::GetAtt": ["Repository", "Arn"]}));
         } else if actions.iter().any(|a| a.starts_with("logs:")) {
             let group = t.resource("LogGroup")["Properties"]["LogGroupName"]["Fn::Sub"]
@@ -139,7 +141,9 @@ fn the_execution_role_pulls_this_image_writes_this_log_group_and_reads_only_the_
                 .unwrap()
                 .to_owned();
             assert!(
-                resource.to_string().contains(&format!(":log-group:{group}:*")),
+                resource
+                    .to_string()
+                    .contains(&format!(":log-group:{group}:*")),
                 "logs only for {group}: {resource}"
             );
         } else if resource == &json!("*") {

@@ -40,7 +40,9 @@ pub struct Args {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
     let env = settings::load(&global.config, &global.env)?;
     let config = crate::aws::sdk_config(global, env.region.as_deref()).await;
-    let region = config.region().map_or_else(String::new, ToString::to_string);
+    let region = config
+        .region()
+        .map_or_else(String::new, ToString::to_string);
     let signer = token::signer(
         &aws_sdk_cloudformation::Client::new(&config),
         &aws_sdk_secretsmanager::Client::new(&config),

@@ -85,7 +85,10 @@ async fn vpc_cidrs(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> anyhow::Result<Ve
         }
     }
     if cidrs.is_empty() {
-        return Err(fail(Exit::Failure, format!("VPC {vpc_id} has no IPv4 CIDR block")));
+        return Err(fail(
+            Exit::Failure,
+            format!("VPC {vpc_id} has no IPv4 CIDR block"),
+        ));
     }
     cidrs.truncate(MAX_PUBLISH_CIDRS);
     Ok(cidrs)

@@ -69,13 +69,7 @@ pub async fn signer(
             ),
         ));
     };
-    let parameter = |key: &str| {
-        stack
-            .parameters
-            .get(key)
-            .filter(|v| !v.is_empty())
-            .cloned()
-    };
+    let parameter = |key: &str| stack.parameters.get(key).filter(|v| !v.is_empty()).cloned();
     let Some(secret_arn) = stack.outputs.get("JwtSecretArn").cloned() else {
         if let Some(jwks) = parameter("JwtJwksUrl") {
             return Err(fail(
@@ -216,7 +210,11 @@ mod tests {
         assert_eq!(parse_ttl("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_ttl("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_ttl("24h"), Ok(MAX_TTL));
-        assert!(parse_ttl("25h").expect_err("too long").contains("short-lived"));
+        assert!(
+            parse_ttl("25h")
+                .expect_err("too long")
+                .contains("short-lived")
+        );
         assert!(parse_ttl("ten").expect_err("garbled").contains("10m"));
         assert!(parse_ttl("0s").is_err());
     }
@@ -247,7 +245,10 @@ mod tests {
         assert_eq!(got["projects"], serde_json::json!(["p1"]));
         assert_eq!(got["queues"], serde_json::json!(["dev"]));
         assert_eq!(got["exp"].as_u64(), Some(claims.iat + 600));
-        assert!(got.get("aud").is_none(), "no audience configured: none claimed");
+        assert!(
+            got.get("aud").is_none(),
+            "no audience configured: none claimed"
+        );
 
         let wrong = jsonwebtoken::DecodingKey::from_secret(&[b'x'; MIN_SECRET_BYTES]);
         assert!(jsonwebtoken::decode::<serde_json::Value>(&token, &wrong, &validation).is_err());

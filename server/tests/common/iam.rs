@@ -17,7 +17,10 @@ pub struct Keys {
 impl Keys {
     fn from_json(v: &Value) -> Self {
         Self {
-            access_key_id: v["access_key_id"].as_str().expect("access_key_id").to_owned(),
+            access_key_id: v["access_key_id"]
+                .as_str()
+                .expect("access_key_id")
+                .to_owned(),
             secret_access_key: v["secret_access_key"]
                 .as_str()
                 .expect("secret_access_key")
@@ -46,7 +49,11 @@ pub struct IamEmulator {
 }
 
 fn script() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/emulator/iam_enforcing.py").to_owned()
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/emulator/iam_enforcing.py"
+    )
+    .to_owned()
 }
 
 impl IamEmulator {
@@ -67,9 +74,8 @@ impl IamEmulator {
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
             .expect("read the emulator's address");
-        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            panic!("the IAM-enforcing emulator did not start ({e}): {line:?}")
-        });
+        let ready: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("the IAM-enforcing emulator did not start ({e}): {line:?}"));
         Self {
             endpoint: ready["endpoint"].as_str().expect("endpoint").to_owned(),
             admin: Keys::from_json(&ready["admin"]),
