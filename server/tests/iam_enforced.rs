@@ -2,7 +2,8 @@
 //! exactly the task role's policies as CloudFormation made them from `templates/ecs.yaml`, in
 //! an emulator that checks every call against IAM. Forwards to each agent queue succeed; the
 //! seed's extra grants are gone; without the role's statement the forward gets the server's
-//! access-denied error naming the queue.
+//! access-denied error naming the queue. The execution role, the same way: it reads the
+//! secrets the task definition names and no other.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -26,6 +27,10 @@ struct Ground {
     emulator: IamEmulator,
     /// (queue kind, URL)
     queues: Vec<(&'static str, String)>,
+    /// The stack's outputs.
+    outputs: Value,
+    /// The publish token's secret (the stack's PublishTokenSecretArn).
+    publish_token_arn: String,
 }
 
 async fn ground() -> Ground {
@@ -43,13 +48,35 @@ async fn ground() -> Ground {
             .unwrap();
         queues.push((kind, url));
     }
-    let mut parameters = vec![("Environment", "iam"), ("DataTableName", "data")];
+    let sm = aws_sdk_secretsmanager::Client::new(&emulator.sdk(&emulator.admin).await);
+    let mut secret_arns = Vec::new();
+    for name in ["publish-token", "unrelated"] {
+        let created = sm
+            .create_secret()
+            .name(name)
+            .secret_string(format!("{name}-0123456789abcdef0123456789abcdef"))
+            .send()
+            .await
+            .expect("create a secret as the administrator");
+        secret_arns.push(created.arn.unwrap());
+    }
+    let publish_token_arn = secret_arns[0].clone();
+    let mut parameters = vec![
+        ("Environment", "iam"),
+        ("DataTableName", "data"),
+        ("PublishTokenSecretArn", publish_token_arn.as_str()),
+    ];
     for ((_, parameter, _), (_, url)) in QUEUES.iter().zip(&queues) {
         parameters.push((parameter, url));
     }
     let stack = emulator.stack("ws-iam", "templates/ecs.yaml", &parameters);
     assert!(stack["resources"]["TaskRole"].is_string(), "{stack:#}");
-    Ground { emulator, queues }
+    Ground {
+        emulator,
+        queues,
+        outputs: stack["outputs"].clone(),
+        publish_token_arn,
+    }
 }
 
 /// The real server binary acting with `keys`.
@@ -169,4 +196,37 @@ async fn without_the_roles_statement_a_forward_gets_the_access_denied_error_nami
     // The connection carries on.
     let pong = request(&mut ws, json!({"action": "ping"})).await;
     assert_eq!(pong["type"], "pong");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_execution_roles_policy_reads_the_task_definitions_secrets_and_no_other() {
+    let ground = ground().await;
+    let keys = ground
+        .emulator
+        .role_user("execution", "ws-iam", "ExecutionRole", &[]);
+    let sdk = ground.emulator.sdk(&keys).await;
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let jwt_key = ground.outputs["JwtSecretArn"].as_str().unwrap();
+    for arn in [jwt_key, ground.publish_token_arn.as_str()] {
+        let value = sm.get_secret_value().secret_id(arn).send().await;
+        assert!(value.is_ok(), "{arn}: {:?}", value.err());
+    }
+    let err = sm
+        .get_secret_value()
+        .secret_id("unrelated")
+        .send()
+        .await
+        .expect_err("a secret the task definition does not name");
+    let text = format!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(&err));
+    assert!(text.contains("AccessDenied"), "{text}");
+    // It starts tasks; it does not act as the server.
+    let err = aws_sdk_sqs::Client::new(&sdk)
+        .send_message()
+        .queue_url(&ground.queues[0].1)
+        .message_body("{}")
+        .send()
+        .await
+        .expect_err("the execution role sends no messages");
+    let text = format!("{}", aws_sdk_sqs::error::DisplayErrorContext(&err));
+    assert!(text.contains("AccessDenied"), "{text}");
 }
