@@ -205,7 +205,8 @@ async fn run(
         pending_project: project,
     };
     if let Some(identity) = identity {
-        conn.start_session(identity);
+        // `?project_id=` was checked against the grants at the upgrade (403 if not granted).
+        let _ = conn.start_session(identity);
     }
     let subs: Vec<String> = conn.subscriptions.iter().map(|s| s.to_string()).collect();
     let id_text = id.to_string();
@@ -477,7 +478,10 @@ impl Conn {
 
     /// Starts (or, on refresh, replaces) the session: the hub learns the user, and the
     /// subscriptions follow the grants.
-    fn start_session(&mut self, identity: Identity) {
+    ///
+    /// Returns the refusal of a `?project_id=` the token does not grant, to be sent after the
+    /// reply that reports the session.
+    fn start_session(&mut self, identity: Identity) -> Option<RequestError> {
         let expires = identity.expires_at.map(|exp| {
             let left = exp.saturating_sub(unix_now());
             (Instant::now() + Duration::from_secs(left), false)
@@ -501,20 +505,16 @@ impl Conn {
             keep
         });
         self.session = Some(Session { identity, expires });
-        if let Some(p) = self.pending_project.take() {
-            if grants.project(&p) {
-                self.add_subscription(&p);
-            } else {
-                incr(&self.state.metrics.forbidden);
-                self.send_error(
-                    None,
-                    &RequestError::new(
-                        ErrorCode::Forbidden,
-                        "the token does not grant the project_id of the connect URL; not subscribed",
-                    ),
-                );
-            }
+        let p = self.pending_project.take()?;
+        if grants.project(&p) {
+            self.add_subscription(&p);
+            return None;
         }
+        incr(&self.state.metrics.forbidden);
+        Some(RequestError::new(
+            ErrorCode::Forbidden,
+            "the token does not grant the project_id of the connect URL; not subscribed",
+        ))
     }
 
     /// Checks an `authenticate` or `refresh` token. `Err` closes the connection (a failed
@@ -556,7 +556,7 @@ impl Conn {
         };
         match result {
             Ok(identity) => {
-                self.start_session(identity);
+                let refused_project = self.start_session(identity);
                 let Some(session) = &self.session else {
                     return Ok(());
                 };
@@ -579,6 +579,9 @@ impl Conn {
                         session: info,
                     }
                 });
+                if let Some(e) = refused_project {
+                    self.send_error(None, &e);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -817,6 +820,13 @@ impl Conn {
     /// Closes the connection the way `exit` calls for, then forgets it.
     async fn finish(mut self, exit: Exit, socket: &mut WebSocket) {
         let id = self.id;
+        if matches!(
+            exit,
+            Exit::AuthFailed(_) | Exit::AuthTimeout | Exit::TokenExpired | Exit::RateAbuse
+        ) {
+            // The error reply or warning that explains the close goes out before it.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, pump(socket, &self.outbox)).await;
+        }
         let close = match &exit {
             Exit::Draining => {
                 // Forwards in flight complete and their replies go out before the close.

@@ -15,7 +15,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 
 use super::{TokenError, invalid};
 
-const MIN_REFETCH: Duration = Duration::from_secs(10);
+const MIN_REFETCH: Duration = Duration::from_secs(5);
 const MAX_AGE: Duration = Duration::from_secs(3600);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;

@@ -181,8 +181,11 @@ fn invalid(why: impl Into<String>) -> TokenError {
 /// The claims this server reads; the others are ignored.
 #[derive(serde::Deserialize)]
 struct Claims {
-    sub: String,
-    exp: u64,
+    /// Optional here so that a missing claim gets its own message rather than a parse error.
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    exp: Option<u64>,
     #[serde(default)]
     projects: Option<Vec<String>>,
     #[serde(default)]
@@ -277,7 +280,7 @@ impl Authenticator {
         v.leeway = LEEWAY_SECONDS;
         v.validate_exp = true;
         v.validate_nbf = true;
-        v.required_spec_claims = HashSet::from(["exp".to_owned(), "sub".to_owned()]);
+        v.required_spec_claims = HashSet::from(["exp".to_owned()]);
         match &self.audience {
             Some(a) => v.set_audience(&[a]),
             None => v.validate_aud = false,
@@ -290,15 +293,22 @@ impl Authenticator {
             k => invalid(describe(k)),
         })?;
         let c = data.claims;
-        if !valid_project_id(&c.sub) {
+        let (Some(sub), Some(exp)) = (c.sub, c.exp) else {
+            return Err(invalid(if c.exp.is_none() {
+                "missing claim exp"
+            } else {
+                "missing claim sub"
+            }));
+        };
+        if !valid_project_id(&sub) {
             return Err(invalid(
                 "claim sub must be a non-empty string of at most 256 bytes without control characters",
             ));
         }
         let grants = Grants::from_claims(c.projects, c.queues).map_err(invalid)?;
         Ok(Identity {
-            user_id: Arc::from(c.sub),
-            expires_at: Some(c.exp),
+            user_id: Arc::from(sub),
+            expires_at: Some(exp),
             grants: Arc::new(grants),
         })
     }
