@@ -259,3 +259,72 @@ pub async fn read_until_close(ws: &mut Ws) -> (Vec<Value>, Option<(u16, String)>
     .expect("connection ended within 30 s");
     (frames, close)
 }
+
+/// The built `ws-server` binary as its own process (for what must be measured on it alone,
+/// such as its memory), listening on a free loopback port.
+pub struct ServerProcess {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    pub async fn spawn(vars: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ws-server"));
+        cmd.env("WEBSOCKET_HOST", "127.0.0.1")
+            .env("WEBSOCKET_PORT", port.to_string())
+            .env("PUBLISH_TOKEN", TOKEN)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start ws-server");
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while reqwest::get(format!("http://{addr}/health")).await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "ws-server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, addr }
+    }
+
+    /// The process's resident memory, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    pub async fn health(&self) -> Value {
+        reqwest::get(format!("http://{}/health", self.addr))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn publish(&self, body: &Value) -> u16 {
+        reqwest::Client::new()
+            .post(format!("http://{}/publish", self.addr))
+            .bearer_auth(TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
