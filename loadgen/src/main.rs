@@ -275,8 +275,17 @@ mod tests {
                 .await;
         let pid = std::process::id().to_string();
         let r = run(&[
-            "refused", "--server", &server, "--server-pid", &pid, "-n", "200",
-            "--concurrency", "8", "--token", "not.a-valid.token",
+            "refused",
+            "--server",
+            &server,
+            "--server-pid",
+            &pid,
+            "-n",
+            "200",
+            "--concurrency",
+            "8",
+            "--token",
+            "not.a-valid.token",
         ])
         .await;
         assert_eq!(r["refused"], 200, "{r}");

@@ -66,7 +66,11 @@ fn client_config() -> WebSocketConfig {
 fn token() -> Option<&'static str> {
     static TOKEN: OnceLock<Option<String>> = OnceLock::new();
     TOKEN
-        .get_or_init(|| std::env::var("LOADGEN_TOKEN").ok().filter(|t| !t.is_empty()))
+        .get_or_init(|| {
+            std::env::var("LOADGEN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+        })
         .as_deref()
 }
 

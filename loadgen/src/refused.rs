@@ -46,8 +46,12 @@ pub async fn run(args: Args) -> Result<Report> {
     let start = Instant::now();
     let mut tasks = JoinSet::new();
     for _ in 0..args.concurrency {
-        let (next, refused, other, first_other) =
-            (next.clone(), refused.clone(), other.clone(), first_other.clone());
+        let (next, refused, other, first_other) = (
+            next.clone(),
+            refused.clone(),
+            other.clone(),
+            first_other.clone(),
+        );
         let (sources, token) = (sources.clone(), token.clone());
         let attempts = args.attempts;
         tasks.spawn(async move {
@@ -55,15 +59,18 @@ pub async fn run(args: Args) -> Result<Report> {
                 let source = sources.next_for(&target);
                 match net::connect_as(&target, "/ws", source, Some(&token)).await {
                     Err(e)
-                        if e.downcast_ref::<tungstenite::Error>().is_some_and(|t| {
-                            matches!(t, tungstenite::Error::Http(r) if r.status() == 401)
-                        }) =>
+                        if e.downcast_ref::<tungstenite::Error>().is_some_and(
+                            |t| matches!(t, tungstenite::Error::Http(r) if r.status() == 401),
+                        ) =>
                     {
                         refused.fetch_add(1, Relaxed);
                     }
                     Err(e) => {
                         other.fetch_add(1, Relaxed);
-                        first_other.lock().map(|mut f| f.get_or_insert(format!("{e:#}")).clone()).ok();
+                        first_other
+                            .lock()
+                            .map(|mut f| f.get_or_insert(format!("{e:#}")).clone())
+                            .ok();
                     }
                     Ok(_) => {
                         other.fetch_add(1, Relaxed);

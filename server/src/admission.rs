@@ -108,10 +108,7 @@ pub async fn admit(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
         return Err(r);
     };
-    Ok(Admitted {
-        identity,
-        ip_slot,
-    })
+    Ok(Admitted { identity, ip_slot })
 }
 
 fn has_token_parameter(query: &str) -> bool {

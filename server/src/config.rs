@@ -293,7 +293,10 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         // These tests are about the other variables; authentication has its own (auth/mod.rs).
-        if !map.keys().any(|k| k.starts_with("WS_AUTH") || k.starts_with("WS_JWT")) {
+        if !map
+            .keys()
+            .any(|k| k.starts_with("WS_AUTH") || k.starts_with("WS_JWT"))
+        {
             map.insert("WS_AUTH".into(), "none".into());
         }
         Config::from_lookup(|k| map.get(k).cloned())

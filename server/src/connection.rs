@@ -31,8 +31,7 @@ use crate::limits::{RequestRate, Verdict};
 use crate::metrics::incr;
 use crate::outbox::Outbox;
 use crate::protocol::{
-    Action, ErrorCode, QueueKind, Reply, RequestError, SessionInfo, parse_request,
-    valid_project_id,
+    Action, ErrorCode, QueueKind, Reply, RequestError, SessionInfo, parse_request, valid_project_id,
 };
 use crate::shutdown::ConnectionSlot;
 
@@ -84,11 +83,11 @@ pub async fn upgrade(
         );
     }
     let project = query.project_id.as_deref();
-    let admitted =
-        match crate::admission::admit(&state, &headers, uri.query(), peer, project).await {
-            Ok(a) => a,
-            Err(refused) => return refused,
-        };
+    let admitted = match crate::admission::admit(&state, &headers, uri.query(), peer, project).await
+    {
+        Ok(a) => a,
+        Err(refused) => return refused,
+    };
     let limits = &state.config.limits;
     let Some(slot) = state.drain.try_open(limits.max_connections) else {
         incr(&state.metrics.connections_refused);
@@ -401,8 +400,7 @@ impl Conn {
                         if now >= quiet_until {
                             let ping = socket.send(Message::Ping(bytes::Bytes::new()));
                             // Boxed for the same reason as the closing path.
-                            let ping =
-                                Box::pin(tokio::time::timeout(keepalive.pong_timeout, ping));
+                            let ping = Box::pin(tokio::time::timeout(keepalive.pong_timeout, ping));
                             if !matches!(ping.await, Ok(Ok(()))) {
                                 return Exit::KeepaliveTimeout;
                             }
@@ -846,12 +844,18 @@ impl Conn {
             Exit::TooSlow => {
                 incr(&self.state.metrics.slow_clients_closed);
                 info!(connection_id = %id, "closing a client that fell behind (outbound queue full)");
-                Some((close_code::POLICY, "too slow: outbound queue overflowed".into()))
+                Some((
+                    close_code::POLICY,
+                    "too slow: outbound queue overflowed".into(),
+                ))
             }
             Exit::KeepaliveTimeout => {
                 incr(&self.state.metrics.keepalive_timeouts);
                 info!(connection_id = %id, "closing a client that stopped answering pings");
-                Some((close_code::POLICY, "keepalive timeout: no answer to ping".into()))
+                Some((
+                    close_code::POLICY,
+                    "keepalive timeout: no answer to ping".into(),
+                ))
             }
             Exit::TooBig => Some((close_code::TOO_BIG, "frame far over the size limit".into())),
             Exit::ReadError(e) => {
@@ -865,7 +869,10 @@ impl Conn {
             Exit::Stalled => {
                 incr(&self.state.metrics.slow_clients_closed);
                 info!(connection_id = %id, "closing a client that stopped reading");
-                Some((close_code::POLICY, "too slow: outbound writes stalled".into()))
+                Some((
+                    close_code::POLICY,
+                    "too slow: outbound writes stalled".into(),
+                ))
             }
             Exit::AuthTimeout => {
                 incr(&self.state.metrics.auth_failures);

@@ -190,7 +190,10 @@ mod tests {
     fn publish_reaches_exactly_the_subscribers() {
         let hub = LocalHub::new();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let (oa, ob) = (Arc::new(Outbox::new(4, 1024)), Arc::new(Outbox::new(4, 1024)));
+        let (oa, ob) = (
+            Arc::new(Outbox::new(4, 1024)),
+            Arc::new(Outbox::new(4, 1024)),
+        );
         hub.join(a, oa.clone());
         hub.join(b, ob.clone());
         let p: Arc<str> = Arc::from("p1");
@@ -231,11 +234,19 @@ mod tests {
         hub.join_user(&alice, a1, &o[0]);
         hub.join_user(&alice, a2, &o[1]);
         hub.join_user(&bob, b, &o[2]);
-        assert_eq!(hub.deliver_to_user("alice", &Utf8Bytes::from("j")).delivered, 2);
+        assert_eq!(
+            hub.deliver_to_user("alice", &Utf8Bytes::from("j"))
+                .delivered,
+            2
+        );
         assert!(o[2].is_empty());
         hub.leave_user("alice", a1);
         hub.leave_user("alice", a2);
-        assert_eq!(hub.deliver_to_user("alice", &Utf8Bytes::from("j")).delivered, 0);
+        assert_eq!(
+            hub.deliver_to_user("alice", &Utf8Bytes::from("j"))
+                .delivered,
+            0
+        );
         assert!(!read(&hub.users).contains_key("alice"));
     }
 

@@ -165,7 +165,8 @@ impl Drop for IpSlot {
     }
 }
 
-type Bucket = RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>;
+type Bucket =
+    RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>;
 
 /// What the rate limit says about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,16 +230,25 @@ mod tests {
     #[test]
     fn the_rightmost_forwarded_entry_counts_only_when_trusted() {
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", "6.6.6.6, 10.0.0.7".parse().expect("header"));
+        h.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 10.0.0.7".parse().expect("header"),
+        );
         let peer: SocketAddr = "10.1.1.1:4000".parse().expect("addr");
         assert_eq!(guard(&[]).client_ip(&h, peer), peer.ip());
         let trusted = guard(&[("WS_TRUST_FORWARDED_FOR", "true")]);
-        assert_eq!(trusted.client_ip(&h, peer), "10.0.0.7".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            trusted.client_ip(&h, peer),
+            "10.0.0.7".parse::<IpAddr>().expect("ip")
+        );
     }
 
     #[test]
     fn a_burst_is_refused_then_sustained_abuse_is_abusive() {
-        let rate = RequestRate::new(&guard(&[("WS_RATE_PER_SECOND", "1"), ("WS_RATE_BURST", "3")]));
+        let rate = RequestRate::new(&guard(&[
+            ("WS_RATE_PER_SECOND", "1"),
+            ("WS_RATE_BURST", "3"),
+        ]));
         let verdicts: Vec<Verdict> = (0..12).map(|_| rate.check()).collect();
         assert_eq!(&verdicts[..3], [Verdict::Allowed; 3]);
         assert_eq!(&verdicts[3..9], [Verdict::Refused; 6]);

@@ -83,8 +83,7 @@ impl Outbox {
         if inner.state != State::Open {
             return Err(PushError::Closed);
         }
-        let too_many_bytes =
-            !inner.queue.is_empty() && inner.bytes + frame.len() > self.max_bytes;
+        let too_many_bytes = !inner.queue.is_empty() && inner.bytes + frame.len() > self.max_bytes;
         if inner.queue.len() >= self.capacity || too_many_bytes {
             inner.state = State::Overflowed;
             inner.queue = VecDeque::new();

@@ -7,10 +7,10 @@
 
 use axum::Json;
 use axum::body::{Body as HttpBody, Bytes};
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::extract::ws::Utf8Bytes;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -50,7 +50,10 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
         axum::body::to_bytes(body, limit),
     );
     match read.await {
-        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, HttpBody::from(bytes))).await,
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, HttpBody::from(bytes)))
+                .await
+        }
         Ok(Err(_)) => problem(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
@@ -152,7 +155,6 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     }
     Ok(())
 }
-
 
 /// Compares without stopping at the first difference, so timing does not reveal the token.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

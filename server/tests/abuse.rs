@@ -29,7 +29,10 @@ async fn fourteen_clients_that_never_read_keep_the_memory_bounded_and_are_closed
     let baseline = server.rss_kib();
     let mut attackers = Vec::new();
     for n in 0..ATTACKERS {
-        let token = hs256(&with(claims(&format!("mallory-{n}")), json!({"projects": ["*"]})));
+        let token = hs256(&with(
+            claims(&format!("mallory-{n}")),
+            json!({"projects": ["*"]}),
+        ));
         let url = format!("ws://{}/ws?project_id=feed", server.addr);
         let mut req = url.into_client_request().unwrap();
         req.headers_mut()
@@ -39,7 +42,8 @@ async fn fourteen_clients_that_never_read_keep_the_memory_bounded_and_are_closed
         // quote them escaped, 7 times larger), and a pong now and then to look alive.
         attackers.push(tokio::spawn(async move {
             let mut ws = ws;
-            let junk = json!({"action": "\u{1}".repeat(9000), "type": "x".repeat(5000)}).to_string();
+            let junk =
+                json!({"action": "\u{1}".repeat(9000), "type": "x".repeat(5000)}).to_string();
             for i in 0u64.. {
                 let m = if i % 10 == 0 {
                     Message::Pong(Default::default())
@@ -102,7 +106,11 @@ async fn a_client_that_never_reads_but_sends_pongs_is_closed_as_slow() {
     let (mut ws, _) = connect(&server, "/ws?project_id=feed").await;
     let pad = "p".repeat(60_000);
     for seq in 0..300 {
-        let (status, _) = publish(&server, json!({"project_id": "feed", "data": {"seq": seq, "pad": pad}})).await;
+        let (status, _) = publish(
+            &server,
+            json!({"project_id": "feed", "data": {"seq": seq, "pad": pad}}),
+        )
+        .await;
         assert_eq!(status, 202);
     }
     let slow = &server.state.metrics.slow_clients_closed;
@@ -125,15 +133,14 @@ async fn a_client_that_never_reads_but_sends_pongs_is_closed_as_slow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_connections_are_closed_and_health_keeps_answering() {
-    let server = ServerProcess::spawn(&[
-        ("WS_AUTH", "none"),
-        ("WS_HTTP_HEADER_TIMEOUT_SECONDS", "2"),
-    ])
-    .await;
+    let server =
+        ServerProcess::spawn(&[("WS_AUTH", "none"), ("WS_HTTP_HEADER_TIMEOUT_SECONDS", "2")]).await;
     let mut slow = Vec::new();
     for _ in 0..200 {
         let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-        tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
         slow.push(tcp);
     }
     let started = tokio::time::Instant::now();
@@ -161,5 +168,8 @@ async fn slowloris_connections_are_closed_and_health_keeps_answering() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(started.elapsed() >= Duration::from_millis(1500), "closed before the timeout?");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "closed before the timeout?"
+    );
 }

@@ -47,16 +47,36 @@ async fn refused_tokens_are_named_by_header_and_by_frame() {
             "invalid_token",
             "signature",
         ),
-        ("forged RS256 signature", forger.sign(&c), "invalid_token", "signature"),
-        ("wrong key id", rsa.sign_as("k-unknown", &c), "invalid_token", "unknown key id"),
-        ("alg none", unsigned(&c), "invalid_token", "not a signed JWT"),
+        (
+            "forged RS256 signature",
+            forger.sign(&c),
+            "invalid_token",
+            "signature",
+        ),
+        (
+            "wrong key id",
+            rsa.sign_as("k-unknown", &c),
+            "invalid_token",
+            "unknown key id",
+        ),
+        (
+            "alg none",
+            unsigned(&c),
+            "invalid_token",
+            "not a signed JWT",
+        ),
         (
             "HS/RS confusion: HS256 keyed with the RSA public key",
             hs256_with(rsa.public_pem.as_bytes(), &c),
             "invalid_token",
             "signature",
         ),
-        ("RS256 naming the EC key", rsa.sign_as("e1", &c), "invalid_token", "ES256 key"),
+        (
+            "RS256 naming the EC key",
+            rsa.sign_as("e1", &c),
+            "invalid_token",
+            "ES256 key",
+        ),
         (
             "expired",
             hs256(&with(c.clone(), json!({"exp": now() - 120}))),
@@ -99,7 +119,12 @@ async fn refused_tokens_are_named_by_header_and_by_frame() {
             "invalid_token",
             "payroll",
         ),
-        ("not a JWT", "hello".to_owned(), "invalid_token", "not a signed JWT"),
+        (
+            "not a JWT",
+            "hello".to_owned(),
+            "invalid_token",
+            "not a signed JWT",
+        ),
     ];
     for (name, token, code, why) in &cases {
         let bearer = format!("Bearer {token}");
@@ -215,11 +240,17 @@ async fn refresh_in_time_keeps_the_connection_and_a_refused_refresh_changes_noth
     .await;
     assert_eq!(r["code"], "invalid_token", "{r}");
     assert!(r["message"].as_str().unwrap().contains("same user"), "{r}");
-    let forged = hs256_with(b"not-the-server-secret-but-long-enough-0123", &claims("alice"));
+    let forged = hs256_with(
+        b"not-the-server-secret-but-long-enough-0123",
+        &claims("alice"),
+    );
     let r = request(&mut ws, json!({"action": "refresh", "token": forged})).await;
     assert_eq!(r["code"], "invalid_token", "{r}");
     let r = request(&mut ws, json!({"action": "subscribe", "project_id": "p9"})).await;
-    assert_eq!(r["code"], "forbidden", "the refused refresh must not widen grants: {r}");
+    assert_eq!(
+        r["code"], "forbidden",
+        "the refused refresh must not widen grants: {r}"
+    );
 
     let warning = recv(&mut ws).await;
     assert_eq!(warning["type"], "token_expiring", "{warning}");
@@ -283,7 +314,10 @@ async fn grants_limit_subscribe_connect_and_forward() {
         json!({"action": "subscribe", "project_id": "p2", "request_id": "s2"}),
     )
     .await;
-    assert_eq!((&r["code"], &r["request_id"]), (&json!("forbidden"), &json!("s2")));
+    assert_eq!(
+        (&r["code"], &r["request_id"]),
+        (&json!("forbidden"), &json!("s2"))
+    );
     for f in [
         json!({"action": "forward", "type": "ops", "data": {}}),
         json!({"action": "forward", "type": "dev", "project_id": "p2", "data": {}}),
@@ -317,7 +351,10 @@ async fn grants_limit_subscribe_connect_and_forward() {
     assert_eq!(d["delivered"], 0);
 
     // "*" grants every project and queue.
-    let all = hs256(&with(claims("root"), json!({"projects": ["*"], "queues": ["*"]})));
+    let all = hs256(&with(
+        claims("root"),
+        json!({"projects": ["*"], "queues": ["*"]}),
+    ));
     let (mut ws3, w) = connect_bearer(&server, "/ws?project_id=anything", &all).await;
     assert_eq!(w["subscriptions"], json!(["anything"]));
     let r = request(
@@ -385,7 +422,11 @@ async fn jwks_keys_are_cached_refetched_on_rotation_and_never_hammered() {
     tokio::time::sleep(Duration::from_millis(5500).saturating_sub(fetched.elapsed())).await;
     let (_, w) = connect_bearer(&server, "/ws", &new.sign(&claims("bob"))).await;
     assert_eq!(w["user_id"], "bob");
-    assert_eq!(jwks.fetches(), 2, "an unknown kid fetches the document again");
+    assert_eq!(
+        jwks.fetches(),
+        2,
+        "an unknown kid fetches the document again"
+    );
 
     // The retired key is gone; made-up key ids are refused without fetching every time.
     let mut tokens = vec![old.sign(&claims("alice"))];
@@ -412,7 +453,10 @@ async fn jwks_keys_are_cached_refetched_on_rotation_and_never_hammered() {
         let r = connect_with(&server, "/ws", &[("authorization", &bearer)]).await;
         match r {
             Err((401, body)) => assert!(
-                body["error"].as_str().unwrap().contains("HS256 tokens are not accepted"),
+                body["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("HS256 tokens are not accepted"),
                 "{body}"
             ),
             other => panic!("expected 401, got {:?}", other.map(|(_, w)| w)),

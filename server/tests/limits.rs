@@ -27,7 +27,9 @@ async fn one_ip_gets_at_most_its_share_of_connections() {
     }
     drop(a);
     wait_connections(&server, 1).await;
-    connect_with(&server, "/ws", &[]).await.expect("a closed connection frees its slot");
+    connect_with(&server, "/ws", &[])
+        .await
+        .expect("a closed connection frees its slot");
     assert_eq!(
         server
             .state
@@ -49,10 +51,22 @@ async fn behind_the_load_balancer_the_rightmost_forwarded_address_counts() {
     let mut open = Vec::new();
     for spoofed in ["10.9.9.1", "10.9.9.2"] {
         let xff = format!("{spoofed}, 198.51.100.7");
-        open.push(connect_with(&server, "/ws", &[("x-forwarded-for", &xff)]).await.expect("under the cap"));
+        open.push(
+            connect_with(&server, "/ws", &[("x-forwarded-for", &xff)])
+                .await
+                .expect("under the cap"),
+        );
     }
-    let refused = connect_with(&server, "/ws", &[("x-forwarded-for", "10.9.9.3, 198.51.100.7")]).await;
-    assert!(matches!(refused, Err((429, _))), "a new spoofed prefix must not escape the cap");
+    let refused = connect_with(
+        &server,
+        "/ws",
+        &[("x-forwarded-for", "10.9.9.3, 198.51.100.7")],
+    )
+    .await;
+    assert!(
+        matches!(refused, Err((429, _))),
+        "a new spoofed prefix must not escape the cap"
+    );
     // Another client behind the same load balancer (the local peer) is not affected.
     connect_with(&server, "/ws", &[("x-forwarded-for", "198.51.100.8")])
         .await
@@ -82,7 +96,12 @@ async fn over_the_rate_requests_are_refused_and_sustained_abuse_is_closed() {
     for i in 0..12 {
         let r = recv(&mut ws).await;
         assert_eq!(r["request_id"], i, "{r}");
-        codes.push(r["code"].as_str().unwrap_or(r["type"].as_str().unwrap()).to_owned());
+        codes.push(
+            r["code"]
+                .as_str()
+                .unwrap_or(r["type"].as_str().unwrap())
+                .to_owned(),
+        );
     }
     assert_eq!(codes[..10], ["pong"; 10]);
     assert_eq!(codes[10..], ["rate_limited"; 2]);
@@ -92,7 +111,9 @@ async fn over_the_rate_requests_are_refused_and_sustained_abuse_is_closed() {
     // Keeping on sending over the rate closes the connection.
     for i in 0..100 {
         if ws
-            .send(Message::text(json!({"action": "ping", "request_id": i}).to_string()))
+            .send(Message::text(
+                json!({"action": "ping", "request_id": i}).to_string(),
+            ))
             .await
             .is_err()
         {
@@ -101,18 +122,29 @@ async fn over_the_rate_requests_are_refused_and_sustained_abuse_is_closed() {
     }
     let (frames, close) = read_until_close(&mut ws).await;
     assert!(frames.iter().any(|f| f["code"] == "rate_limited"));
-    assert_eq!(close, Some((1008, "rate limit: too many requests".to_owned())));
+    assert_eq!(
+        close,
+        Some((1008, "rate limit: too many requests".to_owned()))
+    );
 }
 
 #[tokio::test]
 async fn browsers_from_other_origins_are_refused() {
-    let server = start(&[("WS_ALLOWED_ORIGINS", "https://app.example.com, https://admin.example.com/")]).await;
+    let server = start(&[(
+        "WS_ALLOWED_ORIGINS",
+        "https://app.example.com, https://admin.example.com/",
+    )])
+    .await;
     match connect_with(&server, "/ws", &[("origin", "https://evil.example")]).await {
         Err((403, body)) => assert_eq!(body["code"], "origin_not_allowed", "{body}"),
         other => panic!("expected 403, got {:?}", other.map(|(_, w)| w)),
     }
-    connect_with(&server, "/ws", &[("origin", "https://app.example.com")]).await.expect("allowed");
-    connect_with(&server, "/ws", &[("origin", "https://ADMIN.example.com")]).await.expect("allowed");
+    connect_with(&server, "/ws", &[("origin", "https://app.example.com")])
+        .await
+        .expect("allowed");
+    connect_with(&server, "/ws", &[("origin", "https://ADMIN.example.com")])
+        .await
+        .expect("allowed");
     // Not a browser (no Origin): services and CLIs connect.
     connect_with(&server, "/ws", &[]).await.expect("no origin");
 }
@@ -149,7 +181,10 @@ async fn an_error_reply_quotes_little_of_a_huge_request_and_the_connection_stays
     assert!(text.len() > 59_000 && text.len() < 65_536, "{}", text.len());
     ws.send(Message::text(text)).await.unwrap();
     let r = recv(&mut ws).await;
-    assert_eq!((&r["code"], &r["request_id"]), (&json!("unknown_action"), &json!("big")));
+    assert_eq!(
+        (&r["code"], &r["request_id"]),
+        (&json!("unknown_action"), &json!("big"))
+    );
     assert!(r.to_string().len() < 1024, "{} bytes", r.to_string().len());
     assert_usable(&mut ws).await;
 }
@@ -164,7 +199,9 @@ async fn publish_checks_the_token_before_the_body_and_bounds_the_body_time() {
     };
     // Wrong token: refused at once, although 990 bytes of the body never come.
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(head("wrong-token-wrong-token").as_bytes()).await.unwrap();
+    tcp.write_all(head("wrong-token-wrong-token").as_bytes())
+        .await
+        .unwrap();
     let started = Instant::now();
     let reply = read_reply(&mut tcp).await;
     assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");

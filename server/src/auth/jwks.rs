@@ -86,7 +86,9 @@ impl Jwks {
                 tracing::info!(url = %self.url, keys = keys.len(), "JWKS fetched");
                 *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
             }
-            Err(e) => tracing::warn!(url = %self.url, error = %e, "JWKS fetch failed; keeping the cached keys"),
+            Err(e) => {
+                tracing::warn!(url = %self.url, error = %e, "JWKS fetch failed; keeping the cached keys")
+            }
         }
     }
 
@@ -100,7 +102,10 @@ impl Jwks {
         if !resp.status().is_success() {
             return Err(format!("HTTP {}", resp.status()));
         }
-        let body = resp.bytes().await.map_err(|e| format!("read failed: {e}"))?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("read failed: {e}"))?;
         if body.len() > MAX_DOCUMENT_BYTES {
             return Err(format!("document of {} bytes is too large", body.len()));
         }

@@ -91,11 +91,18 @@ impl Key {
     pub fn rsa(kid: &str) -> Self {
         let kp = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
         let private: aws_lc_rs::encoding::Pkcs8V1Der<'_> = kp.as_der().unwrap();
-        let encoding = EncodingKey::from_rsa_pem(pem("PRIVATE KEY", private.as_ref()).as_bytes())
-            .unwrap();
+        let encoding =
+            EncodingKey::from_rsa_pem(pem("PRIVATE KEY", private.as_ref()).as_bytes()).unwrap();
         let public: aws_lc_rs::encoding::PublicKeyX509Der<'_> =
-            aws_lc_rs::signature::KeyPair::public_key(&kp).as_der().unwrap();
-        Self::finish(kid, Algorithm::RS256, encoding, pem("PUBLIC KEY", public.as_ref()))
+            aws_lc_rs::signature::KeyPair::public_key(&kp)
+                .as_der()
+                .unwrap();
+        Self::finish(
+            kid,
+            Algorithm::RS256,
+            encoding,
+            pem("PUBLIC KEY", public.as_ref()),
+        )
     }
 
     pub fn ec(kid: &str) -> Self {

@@ -290,7 +290,10 @@ impl ServerProcess {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let deadline = tokio::time::Instant::now() + WAIT;
         while reqwest::get(format!("http://{addr}/health")).await.is_err() {
-            assert!(tokio::time::Instant::now() < deadline, "ws-server did not start");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "ws-server did not start"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Self { child, addr }
