@@ -40,7 +40,7 @@ fn problem(status: StatusCode, code: &str, message: impl Into<String>) -> Respon
 
 /// In front of [`publish`]: the token, then the body within `WS_HTTP_BODY_TIMEOUT_SECONDS`.
 pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if let Err(refused) = authorize(&state, req.headers()) {
+    if let Some(refused) = refusal(&state, req.headers()) {
         return refused;
     }
     let (parts, body) = req.into_parts();
@@ -128,10 +128,11 @@ pub async fn publish(State(state): State<AppState>, body: Bytes) -> Response {
     (StatusCode::ACCEPTED, Json(delivery)).into_response()
 }
 
-/// The publish token: `404` when publishing is off, `401` when the token is missing or wrong.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+/// The publish token's verdict: `404` when publishing is off, `401` when the token is missing
+/// or wrong, `None` when it is right.
+fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = state.config.publish_token.as_deref() else {
-        return Err(problem(
+        return Some(problem(
             StatusCode::NOT_FOUND,
             "publish_disabled",
             "publishing is off on this server: PUBLISH_TOKEN is not set",
@@ -151,9 +152,9 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Bearer"),
         );
-        return Err(r);
+        return Some(r);
     }
-    Ok(())
+    None
 }
 
 /// Compares without stopping at the first difference, so timing does not reveal the token.
