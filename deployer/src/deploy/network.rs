@@ -78,10 +78,11 @@ async fn vpc_cidrs(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> anyhow::Result<Ve
             .cidr_block_state()
             .and_then(|s| s.state())
             .is_some_and(|s| s.as_str() == "associated");
-        if let Some(cidr) = block.cidr_block().filter(|_| associated) {
-            if !cidrs.iter().any(|c| c == cidr) {
-                cidrs.push(cidr.to_owned());
-            }
+        let new = block
+            .cidr_block()
+            .filter(|cidr| associated && !cidrs.iter().any(|c| c == cidr));
+        if let Some(cidr) = new {
+            cidrs.push(cidr.to_owned());
         }
     }
     if cidrs.is_empty() {

@@ -90,10 +90,10 @@ pub fn refs(v: &Value) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     match v {
         Value::Object(map) => {
-            if let Some(Value::String(name)) = map.get("Ref") {
-                if !name.starts_with("AWS::") {
-                    found.insert(name.clone());
-                }
+            if let Some(Value::String(name)) = map.get("Ref")
+                && !name.starts_with("AWS::")
+            {
+                found.insert(name.clone());
             }
             map.values().for_each(|x| found.extend(refs(x)));
         }
