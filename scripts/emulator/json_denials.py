@@ -13,6 +13,8 @@ import re
 
 from moto import settings
 
+import rpcv2_cbor
+
 _ERROR = re.compile(rb"<Code>(.*?)</Code>.*?<Message>(.*?)</Message>", re.S)
 
 
@@ -22,18 +24,7 @@ def wrap(app):
         enforced = settings.INITIAL_NO_AUTH_ACTION_COUNT != float("inf")
         if not enforced or not content_type.startswith("application/x-amz-json"):
             return app(environ, start_response)
-        captured = {}
-
-        def capture(status, headers, exc_info=None):
-            captured["status"], captured["headers"] = status, headers
-            return lambda data: None
-
-        chunks = app(environ, capture)
-        try:
-            answer = b"".join(chunks)
-        finally:
-            getattr(chunks, "close", lambda: None)()
-        status, headers = captured["status"], captured["headers"]
+        status, headers, answer = rpcv2_cbor.buffered(app, environ)
         match = _ERROR.search(answer) if status.startswith("403") else None
         if match and answer.lstrip().startswith(b"<"):
             code, message = match[1].decode(), html.unescape(match[2].decode())
