@@ -217,7 +217,10 @@ async fn the_execution_roles_policy_reads_the_task_definitions_secrets_and_no_ot
         .send()
         .await
         .expect_err("a secret the task definition does not name");
-    let text = format!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(&err));
+    let text = format!(
+        "{}",
+        aws_sdk_secretsmanager::error::DisplayErrorContext(&err)
+    );
     assert!(text.contains("AccessDenied"), "{text}");
     // It starts tasks; it does not act as the server.
     let err = aws_sdk_sqs::Client::new(&sdk)
