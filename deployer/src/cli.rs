@@ -71,6 +71,8 @@ pub enum Command {
     Rollback(commands::rollback::Args),
     /// Delete an environment's stack and everything it owns.
     Teardown(commands::teardown::Args),
+    /// Mint a short-lived client token from the environment's signing secret.
+    Token(commands::token::Args),
     /// Print shell completions.
     Completions(commands::completions::Args),
 }

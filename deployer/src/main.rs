@@ -20,6 +20,7 @@ mod settings;
 mod status;
 mod table;
 mod teardown;
+mod token;
 mod trace;
 mod when;
 
@@ -50,6 +51,7 @@ async fn main() -> std::process::ExitCode {
         Command::Releases(args) => commands::releases::run(&cli.global, args).await,
         Command::Rollback(args) => commands::rollback::run(&cli.global, args).await,
         Command::Teardown(args) => commands::teardown::run(&cli.global, args).await,
+        Command::Token(args) => commands::token::run(&cli.global, args).await,
         Command::Completions(args) => commands::completions::run(args),
     };
     match outcome {

@@ -7,3 +7,4 @@ pub mod releases;
 pub mod rollback;
 pub mod status;
 pub mod teardown;
+pub mod token;

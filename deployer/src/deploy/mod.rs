@@ -328,6 +328,7 @@ fn common_parameters(env: &Environment, found: &preflight::Found) -> Vec<Paramet
         param("Environment", &env.name),
         param("VpcId", &found.network.vpc_id),
         param("SubnetIds", found.network.subnet_ids.join(",")),
+        param("VpcCidrs", found.network.vpc_cidrs.join(",")),
         param("Cpu", env.cpu.to_string()),
         param("Memory", env.memory.to_string()),
         param("MinTasks", env.min_tasks.to_string()),
@@ -337,6 +338,9 @@ fn common_parameters(env: &Environment, found: &preflight::Found) -> Vec<Paramet
             "CertificateArn",
             env.certificate_arn.clone().unwrap_or_default(),
         ),
+        param("JwtJwksUrl", &env.jwt.jwks_url),
+        param("JwtIssuer", &env.jwt.issuer),
+        param("JwtAudience", &env.jwt.audience),
     ];
     for (key, value) in &found.main {
         parameters.push(param(key, value));
