@@ -27,6 +27,9 @@ behaviour; product code never knows it talks to an emulator. See docs/testing.md
 7. CloudWatch over Smithy RPC v2 CBOR, the protocol of the Rust SDK's CloudWatch client:
    moto answers CloudWatch in JSON only; rpcv2_cbor.py translates (alarms and metrics in
    `wsctl status`).
+10. The stack's posture: alarms created by CloudFormation, the ALB metric dimensions
+    (LoadBalancerFullName, TargetGroupFullName) and the service's deployment alarms and ECS
+    Exec setting: cfn_posture.py.
 """
 
 import re
@@ -40,6 +43,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.server import main
 
 import rpcv2_cbor
+import cfn_posture  # noqa: F401,E402 (last: wraps the ECS service fixes above)
 
 _execute_change_set = CloudFormationBackend.execute_change_set
 

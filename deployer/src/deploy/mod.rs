@@ -181,11 +181,17 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
         .to_owned();
     let login = image::push::ecr_login(&clients.ecr).await?;
     let docker = preflight::engine(&docker)?;
+    let source = image::push::Source {
+        local_ref: &built.local_ref,
+        image_id: &built.image_id,
+        repository: &repository,
+        repository_name: stack_out.stack.output("RepositoryName", &env.stack_name)?,
+        tag: &tag.tag,
+    };
     let pushed = image::push::push(
         docker,
-        &built.local_ref,
-        &repository,
-        &tag.tag,
+        &clients.ecr,
+        &source,
         &login,
         &progress,
         &interrupt,
