@@ -11,12 +11,16 @@ b. does not resolve GetAtt LoadBalancer.LoadBalancerFullName (NotImplementedErro
 c. drops a service's DeploymentConfiguration (its deployment alarms, the circuit breaker) and
    EnableExecuteCommand when CloudFormation creates or updates the service: they are kept and
    DescribeServices returns them.
+d. creates the default VPC without an internet gateway, so its subnets would look private: in
+   AWS the default VPC has one attached and a 0.0.0.0/0 route to it in the main route table
+   (its subnets are public). wsctl's preflight tells public from private by that route.
 """
 
 from moto.cloudformation import parsing
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.core.common_models import CloudFormationModel
 from moto.core.utils import pascal_to_camelcase, remap_nested_keys
+from moto.ec2.models import EC2Backend
 from moto.ecs.models import Service
 from moto.elbv2.models import FakeLoadBalancer, FakeTargetGroup
 
@@ -159,3 +163,19 @@ def _update_service_keeping_posture(cls, original_resource, new_resource_name,
 
 Service.create_from_cloudformation_json = classmethod(_create_service_keeping_posture)
 Service.update_from_cloudformation_json = classmethod(_update_service_keeping_posture)
+
+
+# --- d. the default VPC is public ----------------------------------------------------------
+_create_default_vpc = EC2Backend.create_default_vpc
+
+
+def _create_default_vpc_with_gateway(self):
+    vpc = _create_default_vpc(self)
+    gateway = self.create_internet_gateway()
+    self.attach_internet_gateway(gateway.id, vpc.id)
+    main = next(t for t in self.route_tables.values() if t.vpc_id == vpc.id)
+    self.create_route(main.id, "0.0.0.0/0", gateway_id=gateway.id)
+    return vpc
+
+
+EC2Backend.create_default_vpc = _create_default_vpc_with_gateway

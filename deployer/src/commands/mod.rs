@@ -2,8 +2,10 @@
 
 pub mod completions;
 pub mod deploy;
+pub mod exec;
 pub mod logs;
 pub mod releases;
 pub mod rollback;
+pub mod scale;
 pub mod status;
 pub mod teardown;

@@ -20,6 +20,7 @@ pub mod network;
 pub mod preflight;
 pub mod release;
 pub mod stack;
+pub mod subnets;
 pub mod summary;
 
 use std::io::{BufRead as _, IsTerminal as _};
@@ -331,6 +332,16 @@ fn common_parameters(env: &Environment, found: &preflight::Found) -> Vec<Paramet
         param("Environment", &env.name),
         param("VpcId", &found.network.vpc_id),
         param("SubnetIds", found.network.subnet_ids.join(",")),
+        // posture: private tasks when the VPC has subnets for them (deploy/subnets.rs)
+        param("TaskSubnetIds", found.network.task_subnet_ids.join(",")),
+        param(
+            "AssignPublicIp",
+            if found.network.assign_public_ip { "ENABLED" } else { "DISABLED" },
+        ),
+        param("EnableExecuteCommand", env.exec.to_string()),
+        param("AccessLogsBucket", &env.access_logs_bucket),
+        param("KmsKeyArn", &env.kms_key_arn),
+        param("AlarmTopicArn", &env.alarm_topic_arn),
         param("Cpu", env.cpu.to_string()),
         param("Memory", env.memory.to_string()),
         param("MinTasks", env.min_tasks.to_string()),
