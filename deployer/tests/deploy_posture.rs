@@ -146,15 +146,23 @@ async fn deployed_stack_alarms_rolls_back_on_them_and_shows_its_dashboard() {
         service.enable_execute_command(),
         "exec: true in wsctl.yaml"
     );
-    // The default VPC has public subnets only: tasks there, with a public IP.
-    let network = service
-        .network_configuration()
-        .and_then(|n| n.awsvpc_configuration())
-        .expect("awsvpc configuration");
-    assert_eq!(
-        network.assign_public_ip().map(|a| a.as_str()),
-        Some("ENABLED")
-    );
+    // The default VPC has public subnets only: the tasks go there, with a public IP (the
+    // stack's parameters; moto drops the service's network configuration).
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    let stack = cfn
+        .describe_stacks()
+        .stack_name(&service_name)
+        .send()
+        .await
+        .expect("stack");
+    let parameters: BTreeMap<&str, &str> = stack.stacks()[0]
+        .parameters()
+        .iter()
+        .filter_map(|p| Some((p.parameter_key()?, p.parameter_value()?)))
+        .collect();
+    assert_eq!(parameters["AssignPublicIp"], "ENABLED", "{parameters:?}");
+    assert_eq!(parameters["TaskSubnetIds"], "", "{parameters:?}");
+    assert_eq!(parameters["EnableExecuteCommand"], "true", "{parameters:?}");
 
     // The dashboard exists, shows the server's and the ALB's metrics, and status links it.
     let dashboard = cloudwatch
