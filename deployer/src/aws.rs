@@ -46,3 +46,71 @@ where
         ),
     }
 }
+
+/// An AWS error that may heal on its own: throttling, a 5xx, a timeout, a dropped connection.
+/// Marked in the error chain by [`sdk_error`], so a wait can retry it instead of giving up.
+#[derive(Debug)]
+pub struct Transient(String);
+
+impl std::fmt::Display for Transient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Transient {}
+
+/// Error codes AWS services use for "slow down" or "try again" (besides any 5xx or 429).
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ServerException",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "InternalError",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+/// Like [`error`], and marks the errors worth retrying ([`is_transient`]).
+pub fn sdk_error<E>(
+    err: aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> anyhow::Error
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    E: Send + Sync,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    let transient = match &err {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(failure) => !failure.is_user(),
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            status == 429
+                || status >= 500
+                || service
+                    .err()
+                    .code()
+                    .is_some_and(|code| TRANSIENT_CODES.contains(&code))
+        }
+        _ => false,
+    };
+    let err = error(err);
+    if transient {
+        anyhow::Error::new(Transient(format!("{err:#}")))
+    } else {
+        err
+    }
+}
+
+/// Whether an error (or one of its causes) is [`Transient`].
+pub fn is_transient(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| cause.is::<Transient>())
+}

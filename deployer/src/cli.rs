@@ -13,7 +13,7 @@ use crate::output::Format;
     version,
     about = "Provision, deploy and operate the WebSocket server on ECS Fargate",
     after_help = "Exit codes: 0 success, 1 failure, 2 bad usage, 3 rolled back, 4 timed out, \
-                  5 not found, 130 interrupted."
+                  5 not found, 6 superseded by another deployment, 130 interrupted."
 )]
 pub struct Cli {
     #[command(flatten)]

@@ -12,12 +12,16 @@ pub enum Exit {
     Failure = 1,
     /// The command line or the settings file was wrong; nothing was changed.
     Usage = 2,
-    /// The deployment was rolled back (by the circuit breaker or ECS): the old release runs.
+    /// The deployment was rolled back (by ECS's circuit breaker, or by wsctl after failing
+    /// fast) and the rollback completed: the old release runs.
     RolledBack = 3,
     /// The wait ran out of time; the rollout may still finish on its own.
     TimedOut = 4,
     /// The environment (stack or service) does not exist.
     NotFound = 5,
+    /// Another deployment replaced ours before it finished (someone else deployed); the
+    /// output names it.
+    Superseded = 6,
     /// Interrupted by Ctrl-C during a wait; AWS was left consistent.
     Interrupted = 130,
 }

@@ -86,7 +86,7 @@ pub async fn describe_service(
             return Ok(None);
         }
         Err(err) => {
-            return Err(crate::aws::error(err))
+            return Err(crate::aws::sdk_error(err))
                 .with_context(|| format!("describing service {service} in cluster {cluster}"));
         }
     };

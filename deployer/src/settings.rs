@@ -218,6 +218,20 @@ fn check_sizes(env: &Environment) -> anyhow::Result<()> {
             env.memory, env.cpu
         ));
     }
+    // A service at 0 tasks runs no release: a deploy to it would "complete" with nothing
+    // running. (Scale to zero is `wsctl teardown`, or UpdateService by hand.)
+    if env.desired_count == 0 {
+        problems.push(
+            "desired_count 0 would deploy a release that runs no task: use 1 or more".to_owned(),
+        );
+    }
+    if env.min_tasks == 0 {
+        problems.push(
+            "min_tasks 0 lets auto scaling stop every task, and then no client can connect: \
+             use 1 or more"
+                .to_owned(),
+        );
+    }
     if env.min_tasks > env.max_tasks {
         problems.push(format!(
             "min_tasks {} is above max_tasks {}",
@@ -292,6 +306,19 @@ mod tests {
         let err = resolve(file, "prod", Path::new("")).expect_err("bad pair");
         assert_eq!(classify(&err), Exit::Usage);
         assert!(err.to_string().contains("memory 512"), "{err}");
+    }
+
+    #[test]
+    fn a_deploy_of_zero_tasks_is_refused() {
+        for (yaml, needle) in [
+            ("desired_count: 0\n    min_tasks: 0", "desired_count 0"),
+            ("min_tasks: 0", "min_tasks 0"),
+        ] {
+            let file = parse(&format!("environments:\n  dev:\n    {yaml}\n")).expect("yaml");
+            let err = resolve(file, "dev", Path::new("")).expect_err(yaml);
+            assert_eq!(classify(&err), Exit::Usage, "{yaml}");
+            assert!(err.to_string().contains(needle), "{err}");
+        }
     }
 
     #[test]

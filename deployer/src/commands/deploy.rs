@@ -10,8 +10,12 @@ use crate::exit::Exit;
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  wsctl deploy --env dev\n  wsctl deploy --env prod --yes \
-                        --output json\n\nExit codes: 0 deployed, 1 failed, 2 bad usage, 3 rolled \
-                        back by ECS, 4 timed out, 130 interrupted."
+                        --output json\n\nExit codes: 0 deployed (its tasks' targets healthy), 1 \
+                        failed (the release fails and ECS goes on, or the wait could not go on), \
+                        2 bad usage, 3 rolled back (by ECS's circuit breaker, or by wsctl after \
+                        failing fast; the previous release runs), 4 timed out, 6 superseded by \
+                        another deployment, 130 interrupted. Resume an interrupted wait with \
+                        `wsctl status --env NAME --wait --deployment ID`."
 )]
 pub struct Args {
     /// Apply stack changes without asking (prod asks on a terminal otherwise).

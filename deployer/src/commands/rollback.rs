@@ -29,7 +29,8 @@ use crate::rollout;
   $ wsctl rollback --env prod --revision 12   # to a given release (see `wsctl releases`)
 
 Exit codes: 0 the release runs, 1 failed or refused (nothing changed), 2 no such release,
-3 ECS rolled the rollback back, 4 timed out, 5 no such environment, 130 interrupted.")]
+3 ECS rolled the rollback back, 4 timed out, 5 no such environment, 6 superseded by another
+deployment, 130 interrupted.")]
 pub struct Args {
     /// Task definition revision to run (default: the release before the running one).
     #[arg(long, value_name = "N")]
@@ -46,6 +47,8 @@ struct Outcome<'a> {
     release: &'a Release,
     deployment_id: String,
     verdict: &'a rollout::Verdict,
+    /// The command that resumes watching, when the rollout goes on in ECS.
+    resume: Option<String>,
     elapsed_seconds: f64,
 }
 
@@ -99,21 +102,15 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
                 live.name, target.revision
             )
         })?;
-    let deployment_id = updated
-        .service()
-        .and_then(|s| {
-            s.deployments()
-                .iter()
-                .find(|d| d.status() == Some("PRIMARY"))
-        })
-        .and_then(|d| d.id())
-        .map(str::to_owned);
+    let deployment_id = rollout::wait::primary_deployment(updated.service());
     let wait_target = rollout::Target {
         cluster: live.cluster.clone(),
         service: live.name.clone(),
         deployment_id,
         timeout: args.timeout.map_or(env.timeout, Duration::from_secs),
         since,
+        // A rollback that fails is reported, not rolled back again.
+        restore_to: None,
     };
     let progress = Progress::new();
     let report = rollout::wait(
@@ -130,6 +127,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
             release: &target,
             deployment_id: report.deployment_id.clone(),
             verdict: &report.verdict,
+            resume: rollout::wait::resume_command(&env.name, &report),
             elapsed_seconds: report.elapsed.as_secs_f64(),
         })?,
         Format::Text if report.exit() == Exit::Success => {
@@ -139,13 +137,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
             );
         }
         Format::Text => println!(
-            "Rollback to revision {}: {}",
+            "Rollback to revision {} (deployment {}): {}",
             target.revision,
+            report.deployment_id,
             report.verdict.describe()
         ),
     }
-    if report.exit() == Exit::Interrupted {
-        eprintln!("{}", rollout::wait::resume_hint(&env.name, &report));
+    if let Some(hint) = rollout::wait::resume_hint(&env.name, &report) {
+        eprintln!("{hint}");
     }
     Ok(report.exit())
 }

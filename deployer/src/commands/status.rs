@@ -12,6 +12,7 @@ use crate::live_service;
 use crate::output::{self, Format};
 use crate::progress::Progress;
 use crate::rollout;
+use crate::status::model::{Rollout, Status};
 use crate::status::{gather, render};
 
 /// Show the state of an environment at a glance.
@@ -27,15 +28,20 @@ use crate::status::{gather, render};
   All good: nothing needs attention.
 
   $ wsctl status --env prod --output json | jq .healthy
-  $ wsctl status --env prod --wait            # after Ctrl-C in a deploy: watch it finish
+  $ wsctl status --env prod --wait --deployment ecs-svc/123   # resume a deploy's wait
 
-Exit codes: 0 shown (with --wait: the rollout completed), 1 failed, 3 rolled back, 4 timed out,
-5 the stack or service does not exist, 130 interrupted.")]
+Exit codes: 0 shown (with --wait: the rollout completed), 1 failed (with --wait: the release
+fails, or the wait could not go on), 3 rolled back (the rollback completed), 4 timed out,
+5 the stack or service does not exist, 6 superseded by another deployment, 130 interrupted.")]
 pub struct Args {
-    /// Wait until the service's current rollout ends, with the same verdict and exit codes
-    /// as deploy, then show the status.
+    /// Wait until the rollout ends, with the same verdict and exit codes as deploy, then
+    /// show the status.
     #[arg(long)]
     pub wait: bool,
+    /// The deployment to follow with --wait (the id deploy prints); default: the service's
+    /// current PRIMARY deployment.
+    #[arg(long, value_name = "ID", requires = "wait")]
+    pub deployment: Option<String>,
     /// How long --wait waits, in seconds (default: the environment's timeout).
     #[arg(long, value_name = "SECONDS", requires = "wait")]
     pub timeout: Option<u64>,
@@ -44,15 +50,17 @@ pub struct Args {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
     let (env, clients) = clients::for_env(global).await?;
     let mut exit = Exit::Success;
-    let mut verdict = None;
+    let mut rollout = None;
     if args.wait {
         let (_, live) = live_service::find(&clients, &env).await?;
         let target = rollout::Target {
             cluster: live.cluster,
             service: live.name,
-            deployment_id: None,
+            deployment_id: args.deployment,
             timeout: args.timeout.map_or(env.timeout, Duration::from_secs),
             since: SystemTime::now(),
+            // status only watches: a failing release is reported, ECS keeps going.
+            restore_to: None,
         };
         let report = rollout::wait(
             &clients.for_rollout(),
@@ -62,14 +70,31 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         )
         .await?;
         exit = report.exit();
-        if exit == Exit::Interrupted {
-            eprintln!("{}", rollout::wait::resume_hint(&env.name, &report));
-            return Ok(exit);
+        if let Some(hint) = rollout::wait::resume_hint(&env.name, &report) {
+            eprintln!("{hint}");
         }
-        verdict = Some(report.verdict);
+        rollout = Some(Rollout {
+            resume: rollout::wait::resume_command(&env.name, &report),
+            deployment_id: report.deployment_id,
+            verdict: report.verdict,
+        });
     }
-    let mut status = gather::gather(&clients, &env).await?;
-    status.rollout = verdict;
+    let mut status = match gather::gather(&clients, &env).await {
+        Ok(status) => status,
+        // The wait's outcome is still the answer: show it, then why the rest is missing.
+        Err(err) if rollout.is_some() => {
+            let status = Status {
+                environment: env.name.clone(),
+                region: clients.region.clone(),
+                rollout,
+                ..Status::default()
+            };
+            print(global, &status)?;
+            return Err(err);
+        }
+        Err(err) => return Err(err),
+    };
+    status.rollout = rollout;
     if status.stack.is_none() && status.service.is_none() {
         return Err(live_service::not_found(
             &env,
@@ -79,10 +104,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
             &env.service,
         ));
     }
-    match global.output {
-        Format::Json => output::print_json(&status)?,
-        Format::Text => print!("{}", render::render(&status)),
-    }
+    print(global, &status)?;
     if status.service.is_none() {
         // What exists was shown; now say what is missing, with the distinct exit code.
         let stack_status = status.stack.as_ref().map(|s| s.status.as_str());
@@ -95,4 +117,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         ));
     }
     Ok(exit)
+}
+
+fn print(global: &Global, status: &Status) -> anyhow::Result<()> {
+    match global.output {
+        Format::Json => output::print_json(status)?,
+        Format::Text => print!("{}", render::render(status)),
+    }
+    Ok(())
 }

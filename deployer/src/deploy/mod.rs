@@ -34,7 +34,7 @@ use crate::exit::{Exit, fail};
 use crate::interrupt::Interrupt;
 use crate::output::{self, Format};
 use crate::progress::Progress;
-use crate::rollout::{self, Verdict};
+use crate::rollout;
 use crate::settings::{self, Environment};
 use stack::changeset::{self, Planned, keep, param};
 use stack::events;
@@ -238,8 +238,8 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
     phases.push(Phase::new("release", t.elapsed()));
 
     // 7. Rollout.
-    let (verdict, stopped_tasks) = if options.no_wait {
-        (None, Vec::new())
+    let (verdict, stopped_tasks, resume) = if options.no_wait {
+        (None, Vec::new(), None)
     } else {
         let t = Instant::now();
         let target = rollout::Target {
@@ -248,13 +248,15 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
             deployment_id: Some(release.deployment_id.clone()),
             timeout: env.timeout,
             since,
+            restore_to: release.previous_task_definition.clone(),
         };
         let report = rollout::wait(&clients.rollout, &target, &progress, &interrupt).await?;
         phases.push(Phase::new("rollout", t.elapsed()));
-        if let Verdict::Interrupted { .. } = report.verdict {
-            progress.println(rollout::wait::resume_hint(&env.name, &report));
+        if let Some(hint) = rollout::wait::resume_hint(&env.name, &report) {
+            progress.println(hint);
         }
-        (Some(report.verdict), report.stopped_tasks)
+        let resume = rollout::wait::resume_command(&env.name, &report);
+        (Some(report.verdict), report.stopped_tasks, resume)
     };
 
     let summary = Summary {
@@ -278,6 +280,7 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
         deployment_id: release.deployment_id.clone(),
         rollout: verdict.clone(),
         stopped_tasks,
+        resume,
         phases,
         compile_seconds: compile_time.map(|d| (d.as_secs_f64() * 1000.0).round() / 1000.0),
         total_seconds: started.elapsed().as_secs_f64(),

@@ -12,7 +12,7 @@ use super::image::push::Pushed;
 use crate::exit::{Exit, fail};
 use crate::progress::Progress;
 use crate::rollout::verdict::short_td;
-use crate::rollout::wait::describe_service;
+use crate::rollout::wait::{describe_service, primary_deployment};
 
 /// Task definition tags wsctl writes (read by `wsctl releases`).
 pub const TAG_COMMIT: &str = "wsctl:git-commit";
@@ -30,6 +30,9 @@ pub struct Release {
     pub service_updated: bool,
     /// The deployment to watch: the one UpdateService started, else the current one.
     pub deployment_id: String,
+    /// The task definition the service ran before this release, when it ran another one:
+    /// what the rollout wait puts back if the release fails fast.
+    pub previous_task_definition: Option<String>,
 }
 
 /// Makes the service run `pushed`, registering a revision only when the image changed.
@@ -71,7 +74,7 @@ pub async fn roll_out(
     // A service at zero (just created, or a first deploy that stopped early) is scaled up.
     let scale_to = (service.desired_count() == 0 && desired_count > 0).then_some(desired_count);
 
-    let (arn, registered) = if same {
+    let (arn, registered, previous_task_definition) = if same {
         if recorded_digest.is_none() {
             // The stack's revision: record what it runs, so later deploys can compare digests.
             let _ = ecs
@@ -81,11 +84,12 @@ pub async fn roll_out(
                 .send()
                 .await;
         }
-        (current_arn, false)
+        (current_arn, false, None)
     } else {
         (
             register_copy(ecs, td, container, tags, pushed, commit).await?,
             true,
+            Some(current_arn),
         )
     };
 
@@ -129,16 +133,8 @@ pub async fn roll_out(
         registered,
         service_updated,
         deployment_id,
+        previous_task_definition,
     })
-}
-
-fn primary_deployment(service: Option<&aws_sdk_ecs::types::Service>) -> Option<String> {
-    service?
-        .deployments()
-        .iter()
-        .find(|d| d.status() == Some("PRIMARY"))
-        .and_then(|d| d.id())
-        .map(str::to_owned)
 }
 
 fn tag_value<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {

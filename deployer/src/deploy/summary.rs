@@ -35,6 +35,8 @@ pub struct Summary {
     pub rollout: Option<Verdict>,
     /// Tasks of the new release that stopped, with their reasons and last log lines.
     pub stopped_tasks: Vec<StoppedTask>,
+    /// The command that resumes watching, when the rollout goes on in ECS.
+    pub resume: Option<String>,
     /// Seconds per phase, in order.
     pub phases: Vec<Phase>,
     /// The pre-build (compile) time, reported apart: it dominates.
@@ -99,7 +101,11 @@ impl Summary {
             rows.push(("commit", commit.clone()));
         }
         rows.push(("revision", revision));
+        rows.push(("deploy id", self.deployment_id.clone()));
         rows.push(("rollout", rollout));
+        if let Some(resume) = &self.resume {
+            rows.push(("resume", resume.clone()));
+        }
         rows.push(("phases", phases));
         if let Some(compile) = self.compile_seconds {
             rows.push(("compile", format_duration(Duration::from_secs_f64(compile))));

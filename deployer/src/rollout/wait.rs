@@ -2,22 +2,33 @@
 //! tasks with their logs) and stops on a final [`Verdict`], the deadline or Ctrl-C.
 //!
 //! Polls start fast (200 ms) and back off to 5 s, so a rollout that is already done costs one
-//! round trip and a long one does not hammer the API.
+//! round trip and a long one does not hammer the API. A poll that fails on something that may
+//! heal (throttling, a 5xx, a timeout, a dropped connection; the SDK has already retried it) is
+//! retried with its own backoff and jitter until the deadline: the rollout does not stop
+//! because its observer was throttled. Only a permanent error ends the wait, and then as a
+//! verdict, so every caller still prints its summary with the deployment and how to resume.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use aws_config::SdkConfig;
-use aws_sdk_ecs::types::{DesiredStatus, Service, Task};
+use aws_sdk_ecs::types::{DesiredStatus, Service, Task, TaskDefinitionField};
+use aws_sdk_elasticloadbalancingv2::types::TargetHealthDescription;
 
-use super::verdict::{DeploymentState, Observation, StoppedTask, Verdict, judge, short_td};
+use super::verdict::{
+    Actor, DeploymentState, Observation, Restore, StoppedTask, Targets, TaskTarget, Verdict,
+    count_states, judge, settled, short_td,
+};
 use crate::exit::{Exit, fail};
 use crate::interrupt::Interrupt;
-use crate::progress::{Progress, Step};
+use crate::progress::{Progress, Step, format_duration};
 
 const FIRST_POLL: Duration = Duration::from_millis(200);
 const MAX_POLL: Duration = Duration::from_secs(5);
+/// The pause after a failed poll doubles from the first to the last (before jitter).
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(20);
 /// How many log lines of a stopped task to show.
 const LOG_LINES: i32 = 20;
 
@@ -44,12 +55,16 @@ impl Clients {
 pub struct Target {
     pub cluster: String,
     pub service: String,
-    /// The deployment to follow (from UpdateService); `None` follows the service's PRIMARY
-    /// deployment as first seen (e.g. `status --wait`).
+    /// The deployment to follow (from UpdateService, or `status --wait --deployment`); `None`
+    /// follows the service's PRIMARY deployment as first seen.
     pub deployment_id: Option<String>,
     pub timeout: Duration,
     /// Service events from this moment on are shown; older ones are history.
     pub since: SystemTime,
+    /// The task definition to put back when the release fails fast (deploy: the one the
+    /// service ran before), so the service runs what the verdict says. `None` leaves the
+    /// service to ECS, and the verdict says so.
+    pub restore_to: Option<String>,
 }
 
 /// How a wait ended.
@@ -57,6 +72,9 @@ pub struct Target {
 pub struct Report {
     pub verdict: Verdict,
     pub deployment_id: String,
+    /// The deployment a resumed wait should follow: ours, or the one wsctl started to roll
+    /// back.
+    pub follow: String,
     /// Our deployment's task definition (ARN as ECS reports it).
     pub task_definition: String,
     /// Tasks of our deployment that stopped, with their last log lines.
@@ -71,8 +89,8 @@ impl Report {
 }
 
 /// Waits for the rollout of `target` to reach a verdict, showing progress as it goes.
-/// Errors only when AWS cannot be asked (or the service is gone); every rollout outcome,
-/// including Ctrl-C, is a [`Report`].
+/// Errors only when no deployment is known yet (AWS refuses at the first poll) or the service
+/// does not exist; every other outcome, including Ctrl-C and a failed poll, is a [`Report`].
 pub async fn wait(
     clients: &Clients,
     target: &Target,
@@ -83,57 +101,81 @@ pub async fn wait(
     let started = tokio::time::Instant::now();
     let mut watch = Watch::new(clients, target, &step);
     let mut interval = FIRST_POLL;
+    let mut retry = FIRST_RETRY;
     loop {
-        let service = describe_service(&clients.ecs, &target.cluster, &target.service).await?;
-        watch.show_new_events(&service);
-        let deployment_id = watch.deployment_id(&service)?;
-        watch.collect_stopped_tasks(&deployment_id).await?;
-        watch.show_target_health(&service).await;
-
         let elapsed = started.elapsed();
-        let observation = Observation {
-            deployment_id: deployment_id.clone(),
-            deployments: service.deployments().iter().map(deployment_state).collect(),
-            stopped_tasks: watch.stopped.clone(),
-            elapsed,
-            timeout: target.timeout,
-        };
-        let verdict = judge(&observation);
-        let report = |verdict: Verdict| Report {
-            task_definition: observation
-                .deployments
-                .iter()
-                .find(|d| d.id == deployment_id)
-                .map(|d| d.task_definition.clone())
-                .unwrap_or_default(),
-            verdict,
-            deployment_id: deployment_id.clone(),
-            stopped_tasks: watch.stopped.clone(),
-            elapsed,
+        let (verdict, pause) = match watch.poll(elapsed).await {
+            Ok(observation) => {
+                retry = FIRST_RETRY;
+                let mut verdict = judge(&observation);
+                watch.act_on(&mut verdict).await;
+                let pause = interval;
+                interval = (interval * 3 / 2).min(MAX_POLL);
+                (verdict, pause)
+            }
+            Err(err) if crate::aws::is_transient(&err) => {
+                let (running, desired) = watch.counts;
+                if elapsed >= target.timeout {
+                    let note = Some(format!("the last poll failed: {err:#}"));
+                    let verdict = Verdict::TimedOut {
+                        running,
+                        desired,
+                        note,
+                    };
+                    (verdict, Duration::ZERO)
+                } else {
+                    // Full jitter over the upper half, so waiters throttled together spread.
+                    let pause = retry.mul_f64(0.5 + fastrand::f64() / 2.0);
+                    retry = (retry * 2).min(MAX_RETRY);
+                    step.println(format!(
+                        "poll failed, retrying in {}: {err:#}",
+                        format_duration(pause)
+                    ));
+                    let verdict = Verdict::InProgress {
+                        running,
+                        desired,
+                        pending: 0,
+                        waiting_for: Some("ECS to answer again".into()),
+                    };
+                    (verdict, pause)
+                }
+            }
+            // Nothing to report on yet, or nothing left to follow (the service is gone).
+            Err(err)
+                if watch.deployment_id.is_none()
+                    || crate::exit::classify(&err) == Exit::NotFound =>
+            {
+                return Err(err);
+            }
+            Err(err) => (
+                Verdict::WaitFailed {
+                    error: format!("{err:#}"),
+                },
+                Duration::ZERO,
+            ),
         };
         if verdict.is_final() {
             let line = verdict.describe();
-            if verdict.exit() == Exit::Success {
+            let report = watch.report(verdict, elapsed);
+            if report.exit() == Exit::Success {
                 step.finish(line);
             } else {
                 step.fail(line);
             }
-            return Ok(report(verdict));
+            return Ok(report);
         }
         step.set_message(verdict.describe());
 
         let remaining = target.timeout.saturating_sub(elapsed);
         tokio::select! {
-            () = tokio::time::sleep(interval.min(remaining)) => {}
+            () = tokio::time::sleep(pause.min(remaining)) => {}
             () = interrupt.wait() => {
-                let Verdict::InProgress { running, desired, .. } = verdict else {
-                    unreachable!("only an unfinished rollout is waited on");
-                };
+                let (running, desired) = watch.counts;
+                let report = watch.report(Verdict::Interrupted { running, desired }, elapsed);
                 step.fail("interrupted; the rollout goes on in ECS");
-                return Ok(report(Verdict::Interrupted { running, desired }));
+                return Ok(report);
             }
         }
-        interval = (interval * 3 / 2).min(MAX_POLL);
     }
 }
 
@@ -153,6 +195,16 @@ pub async fn describe_service(
         })
 }
 
+/// The id of a service's PRIMARY deployment (the one an UpdateService just started).
+pub fn primary_deployment(service: Option<&Service>) -> Option<String> {
+    service?
+        .deployments()
+        .iter()
+        .find(|d| d.status() == Some("PRIMARY"))
+        .and_then(|d| d.id())
+        .map(str::to_owned)
+}
+
 /// The SDK's deployment as the verdict sees it.
 pub fn deployment_state(d: &aws_sdk_ecs::types::Deployment) -> DeploymentState {
     DeploymentState {
@@ -168,12 +220,17 @@ pub fn deployment_state(d: &aws_sdk_ecs::types::Deployment) -> DeploymentState {
     }
 }
 
-/// State carried between polls: what was already shown.
+/// State carried between polls: what was already shown, and what wsctl did.
 struct Watch<'a> {
     clients: &'a Clients,
     target: &'a Target,
     step: &'a Step,
     deployment_id: Option<String>,
+    /// Our deployment's task definition, once seen.
+    task_definition: String,
+    /// (running, desired) of the deployment followed, at the last good poll.
+    counts: (i32, i32),
+    restore: Option<Restore>,
     seen_events: HashSet<String>,
     seen_tasks: HashSet<String>,
     stopped: Vec<StoppedTask>,
@@ -189,6 +246,9 @@ impl<'a> Watch<'a> {
             target,
             step,
             deployment_id: target.deployment_id.clone(),
+            task_definition: String::new(),
+            counts: (0, 0),
+            restore: None,
             seen_events: HashSet::new(),
             seen_tasks: HashSet::new(),
             stopped: Vec::new(),
@@ -197,23 +257,157 @@ impl<'a> Watch<'a> {
         }
     }
 
+    fn report(&self, verdict: Verdict, elapsed: Duration) -> Report {
+        let deployment_id = self.deployment_id.clone().unwrap_or_default();
+        Report {
+            verdict,
+            follow: self
+                .restore
+                .as_ref()
+                .map_or_else(|| deployment_id.clone(), |r| r.deployment_id.clone()),
+            deployment_id,
+            task_definition: self.task_definition.clone(),
+            stopped_tasks: self.stopped.clone(),
+            elapsed,
+        }
+    }
+
+    /// One poll: everything the verdict needs, shown as it changes.
+    async fn poll(&mut self, elapsed: Duration) -> anyhow::Result<Observation> {
+        let ecs = &self.clients.ecs;
+        let service = describe_service(ecs, &self.target.cluster, &self.target.service).await?;
+        self.show_new_events(&service);
+        let deployment_id = self.deployment_id(&service)?;
+        self.collect_stopped_tasks(&deployment_id).await?;
+        let deployments: Vec<DeploymentState> =
+            service.deployments().iter().map(deployment_state).collect();
+        let health = self.target_health(&service).await?;
+        let targets = if service.load_balancers().is_empty() {
+            Targets::NoLoadBalancer
+        } else if settled(&deployments, &deployment_id) {
+            self.task_targets(&deployment_id, &health).await?
+        } else {
+            Targets::NotRead
+        };
+        let followed = self
+            .restore
+            .as_ref()
+            .map_or(deployment_id.as_str(), |r| r.deployment_id.as_str());
+        if let Some(d) = deployments.iter().find(|d| d.id == followed) {
+            self.counts = (d.running, d.desired);
+        }
+        if let Some(d) = deployments.iter().find(|d| d.id == deployment_id) {
+            self.task_definition.clone_from(&d.task_definition);
+        }
+        Ok(Observation {
+            deployment_id,
+            deployments,
+            stopped_tasks: self.stopped.clone(),
+            events: service
+                .events()
+                .iter()
+                .filter_map(|e| e.message())
+                .map(str::to_owned)
+                .collect(),
+            targets,
+            restore: self.restore.clone(),
+            elapsed,
+            timeout: self.target.timeout,
+        })
+    }
+
+    /// What wsctl does on a verdict: roll back a release that fails fast (when it has one to
+    /// go back to), and name who started a deployment that superseded ours.
+    async fn act_on(&mut self, verdict: &mut Verdict) {
+        match verdict {
+            Verdict::TasksStopped { rule, .. } => {
+                let Some(td) = self.target.restore_to.clone() else {
+                    return;
+                };
+                if self.restore.is_some() {
+                    return;
+                }
+                self.step.println(format!(
+                    "the new release fails ({rule}): rolling back to {}, so that what runs is \
+                     what the verdict says",
+                    short_td(&td)
+                ));
+                let updated = self
+                    .clients
+                    .ecs
+                    .update_service()
+                    .cluster(&self.target.cluster)
+                    .service(&self.target.service)
+                    .task_definition(&td)
+                    .send()
+                    .await;
+                match updated.map(|out| primary_deployment(out.service())) {
+                    Ok(Some(id)) => {
+                        let reason = format!("the new release failed fast: {rule}");
+                        *verdict = Verdict::RollingBack {
+                            by: Actor::Wsctl,
+                            reason: reason.clone(),
+                            restored: Some(td),
+                            running: 0,
+                            desired: self.counts.1,
+                        };
+                        self.restore = Some(Restore {
+                            deployment_id: id,
+                            reason,
+                        });
+                    }
+                    Ok(None) => rule.push_str("; the rollback started no deployment"),
+                    Err(err) => rule.push_str(&format!(
+                        "; rolling back to {} failed: {}",
+                        short_td(&td),
+                        crate::aws::error(err)
+                    )),
+                }
+            }
+            Verdict::Superseded {
+                task_definition,
+                started_by,
+                ..
+            } => *started_by = self.started_by(task_definition).await,
+            _ => {}
+        }
+    }
+
+    /// Who started the deployment of `task_definition`, as far as ECS records it: ECS keeps
+    /// no principal on a deployment, but a wsctl deploy tags its revision with the commit.
+    async fn started_by(&self, task_definition: &str) -> Option<String> {
+        if task_definition.is_empty() {
+            return None;
+        }
+        let out = self
+            .clients
+            .ecs
+            .describe_task_definition()
+            .task_definition(task_definition)
+            .include(TaskDefinitionField::Tags)
+            .send()
+            .await
+            .ok()?;
+        let commit = out
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(crate::deploy::release::TAG_COMMIT))
+            .and_then(|t| t.value())?;
+        Some(format!("a wsctl deploy of commit {commit}"))
+    }
+
     fn deployment_id(&mut self, service: &Service) -> anyhow::Result<String> {
         if let Some(id) = &self.deployment_id {
             return Ok(id.clone());
         }
-        let primary = service
-            .deployments()
-            .iter()
-            .find(|d| d.status() == Some("PRIMARY"))
-            .and_then(|d| d.id())
-            .ok_or_else(|| {
-                fail(
-                    Exit::Failure,
-                    format!("service {} has no PRIMARY deployment", self.target.service),
-                )
-            })?;
-        self.deployment_id = Some(primary.to_owned());
-        Ok(primary.to_owned())
+        let primary = primary_deployment(Some(service)).ok_or_else(|| {
+            fail(
+                Exit::Failure,
+                format!("service {} has no PRIMARY deployment", self.target.service),
+            )
+        })?;
+        self.deployment_id = Some(primary.clone());
+        Ok(primary)
     }
 
     /// Service events arrive newest first; show the new ones oldest first.
@@ -246,7 +440,7 @@ impl<'a> Watch<'a> {
             .desired_status(DesiredStatus::Stopped)
             .send()
             .await
-            .map_err(crate::aws::error)
+            .map_err(crate::aws::sdk_error)
             .context("listing stopped tasks of the deployment")?;
         let new: Vec<String> = listed
             .task_arns()
@@ -265,7 +459,7 @@ impl<'a> Watch<'a> {
             .set_tasks(Some(new))
             .send()
             .await
-            .map_err(crate::aws::error)
+            .map_err(crate::aws::sdk_error)
             .context("describing stopped tasks")?;
         for task in described.tasks() {
             // Only tasks that really stopped; STOPPING ones come back next poll.
@@ -351,49 +545,103 @@ impl<'a> Watch<'a> {
         lines
     }
 
-    /// ALB target health, printed when it changes ("2 healthy, 1 initial").
-    async fn show_target_health(&mut self, service: &Service) {
-        let mut counts: Vec<(String, usize)> = Vec::new();
-        for lb in service.load_balancers() {
-            let Some(tg) = lb.target_group_arn() else {
-                continue;
-            };
-            let Ok(out) = self
+    /// Every target of the service's target groups, with the counts printed when they change
+    /// ("targets: 2 healthy, 1 initial"). A read error is the poll's error: success needs
+    /// the targets, so it is never skipped in silence.
+    async fn target_health(
+        &mut self,
+        service: &Service,
+    ) -> anyhow::Result<Vec<(String, Vec<TargetHealthDescription>)>> {
+        let mut groups = Vec::new();
+        for tg in service
+            .load_balancers()
+            .iter()
+            .filter_map(|lb| lb.target_group_arn())
+        {
+            let out = self
                 .clients
                 .elb
                 .describe_target_health()
                 .target_group_arn(tg)
                 .send()
                 .await
-            else {
-                continue;
-            };
-            for desc in out.target_health_descriptions() {
-                let state = desc
-                    .target_health()
+                .map_err(crate::aws::sdk_error)
+                .with_context(|| format!("reading the target health of {tg}"))?;
+            groups.push((tg.to_owned(), out.target_health_descriptions().to_vec()));
+        }
+        let line = count_states(groups.iter().flat_map(|(_, targets)| {
+            targets.iter().map(|t| {
+                t.target_health()
                     .and_then(|h| h.state())
                     .map_or("unknown", |s| s.as_str())
-                    .to_owned();
-                match counts.iter_mut().find(|(s, _)| *s == state) {
-                    Some((_, n)) => *n += 1,
-                    None => counts.push((state, 1)),
-                }
-            }
-        }
-        if counts.is_empty() {
-            return;
-        }
-        counts.sort();
-        let line = counts
-            .iter()
-            .map(|(state, n)| format!("{n} {state}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        if line != self.last_health {
+            })
+        }));
+        if !line.is_empty() && line != self.last_health {
             self.step.println(format!("targets: {line}"));
             self.last_health = line;
         }
+        Ok(groups)
     }
+
+    /// The target of each running task of our deployment, matched by the task's address
+    /// (awsvpc tasks are registered by IP), in every target group of the service.
+    async fn task_targets(
+        &self,
+        deployment_id: &str,
+        groups: &[(String, Vec<TargetHealthDescription>)],
+    ) -> anyhow::Result<Targets> {
+        let ecs = &self.clients.ecs;
+        let listed = ecs
+            .list_tasks()
+            .cluster(&self.target.cluster)
+            .started_by(deployment_id)
+            .desired_status(DesiredStatus::Running)
+            .send()
+            .await
+            .map_err(crate::aws::sdk_error)
+            .context("listing running tasks of the deployment")?;
+        if listed.task_arns().is_empty() {
+            return Ok(Targets::NoTasksListed);
+        }
+        let described = ecs
+            .describe_tasks()
+            .cluster(&self.target.cluster)
+            .set_tasks(Some(listed.task_arns().to_vec()))
+            .send()
+            .await
+            .map_err(crate::aws::sdk_error)
+            .context("describing running tasks of the deployment")?;
+        let mut targets = Vec::new();
+        for task in described.tasks() {
+            let address = task_address(task);
+            for (_, descriptions) in groups {
+                let state = descriptions
+                    .iter()
+                    .find(|d| {
+                        d.target().and_then(|t| t.id()).is_some()
+                            && d.target().and_then(|t| t.id()) == address.as_deref()
+                    })
+                    .and_then(|d| d.target_health())
+                    .and_then(|h| h.state())
+                    .map_or("not registered", |s| s.as_str());
+                targets.push(TaskTarget {
+                    task_id: task_id(task),
+                    state: state.to_owned(),
+                });
+            }
+        }
+        Ok(Targets::Read(targets))
+    }
+}
+
+/// A task's private IPv4 address (its network interface's, in awsvpc mode).
+fn task_address(task: &Task) -> Option<String> {
+    task.attachments()
+        .iter()
+        .flat_map(|a| a.details())
+        .find(|d| d.name() == Some("privateIPv4Address"))
+        .and_then(|d| d.value())
+        .map(str::to_owned)
 }
 
 fn task_id(task: &Task) -> String {
@@ -443,14 +691,40 @@ fn awslogs_streams(
         .collect()
 }
 
-/// What to tell an operator who stopped watching: what still runs and how to resume.
-pub fn resume_hint(env: &str, report: &Report) -> String {
-    format!(
-        "deployment {} ({}) is still rolling out in ECS; nothing was undone.\n\
-         Resume watching with: wsctl status --env {env} --wait",
-        report.deployment_id,
+/// The command that resumes watching the deployment a report follows, when ECS may still be
+/// rolling it out.
+pub fn resume_command(env: &str, report: &Report) -> Option<String> {
+    (report.verdict.rollout_goes_on() && !report.follow.is_empty()).then(|| {
+        format!(
+            "wsctl status --env {env} --wait --deployment {}",
+            report.follow
+        )
+    })
+}
+
+/// What to tell an operator whose wait ended before ECS did: what goes on, and how to resume.
+pub fn resume_hint(env: &str, report: &Report) -> Option<String> {
+    let command = resume_command(env, report)?;
+    let deployment = format!(
+        "deployment {} ({})",
+        report.follow,
         short_td(&report.task_definition)
-    )
+    );
+    let what = match &report.verdict {
+        Verdict::TasksStopped { .. } => format!(
+            "ECS keeps trying to start {deployment}; its circuit breaker rolls it back after \
+             repeated failures, `wsctl rollback --env {env}` does now."
+        ),
+        Verdict::TimedOut { .. } => format!("{deployment} may still finish in ECS."),
+        Verdict::WaitFailed { .. } => {
+            format!("wsctl could not follow {deployment} to its end; ECS carries on.")
+        }
+        _ if report.follow != report.deployment_id => format!(
+            "wsctl's rollback ({deployment}) is still rolling out in ECS; nothing was undone."
+        ),
+        _ => format!("{deployment} is still rolling out in ECS; nothing was undone."),
+    };
+    Some(format!("{what}\nResume watching with: {command}"))
 }
 
 #[cfg(test)]

@@ -50,8 +50,8 @@ pub fn assess(status: &Status) -> Vec<String> {
             )),
             Some("IN_PROGRESS") if d.status == "PRIMARY" => findings.push(format!(
                 "deployment {} ({revision}) is rolling out: {}/{} running; watch it with \
-                 `wsctl status --env {} --wait`",
-                d.id, d.running, d.desired, status.environment
+                 `wsctl status --env {} --wait --deployment {}`",
+                d.id, d.running, d.desired, status.environment, d.id
             )),
             _ => {}
         }

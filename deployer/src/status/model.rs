@@ -39,7 +39,17 @@ pub struct Status {
     pub healthy: bool,
     /// With `--wait`: how the wait for the rollout ended.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rollout: Option<crate::rollout::Verdict>,
+    pub rollout: Option<Rollout>,
+}
+
+/// How `status --wait` ended: the verdict (its fields inline, as in deploy's `rollout`), the
+/// deployment it followed, and how to resume when ECS goes on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rollout {
+    #[serde(flatten)]
+    pub verdict: crate::rollout::Verdict,
+    pub deployment_id: String,
+    pub resume: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -162,8 +162,16 @@ pub fn render(s: &Status) -> String {
         }
     }
     out.push('\n');
-    if let Some(verdict) = &s.rollout {
-        let _ = writeln!(out, "Rollout: {}", verdict.describe());
+    if let Some(rollout) = &s.rollout {
+        let _ = writeln!(
+            out,
+            "Rollout: {} (deployment {})",
+            rollout.verdict.describe(),
+            rollout.deployment_id
+        );
+        if let Some(resume) = &rollout.resume {
+            let _ = writeln!(out, "Resume watching with: {resume}");
+        }
     }
     for what in &s.unavailable {
         let _ = writeln!(out, "Not shown: {what}");
