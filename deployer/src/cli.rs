@@ -75,6 +75,8 @@ pub enum Command {
     Exec(commands::exec::Args),
     /// Delete an environment's stack and everything it owns.
     Teardown(commands::teardown::Args),
+    /// Mint a short-lived client token from the environment's signing secret.
+    Token(commands::token::Args),
     /// Print shell completions.
     Completions(commands::completions::Args),
 }

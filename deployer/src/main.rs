@@ -20,6 +20,7 @@ mod settings;
 mod status;
 mod table;
 mod teardown;
+mod token;
 mod trace;
 mod when;
 
@@ -52,6 +53,7 @@ async fn main() -> std::process::ExitCode {
         Command::Teardown(args) => commands::teardown::run(&cli.global, args).await,
         Command::Scale(args) => commands::scale::run(&cli.global, args).await,
         Command::Exec(args) => commands::exec::run(&cli.global, args).await,
+        Command::Token(args) => commands::token::run(&cli.global, args).await,
         Command::Completions(args) => commands::completions::run(args),
     };
     match outcome {

@@ -20,6 +20,10 @@
 //!     access_logs_bucket: my-alb-logs
 //!     kms_key_arn: arn:aws:kms:eu-west-1:123456789012:key/abcd-1234
 //!     alarm_topic_arn: arn:aws:sns:eu-west-1:123456789012:on-call
+//!     jwt:                    # client tokens: without jwks_url the stack generates an HS256
+//!       jwks_url: https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc/.well-known/jwks.json
+//!       issuer: https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc
+//!       audience: my-app-client-id
 //! ```
 
 use std::collections::BTreeMap;
@@ -87,6 +91,19 @@ pub struct EnvFile {
     pub fargate_spot: Option<bool>,
     /// How long deploy, rollback and `status --wait` wait for the rollout, in seconds.
     pub timeout_seconds: Option<u64>,
+    #[serde(default)]
+    pub jwt: Jwt,
+}
+
+/// Which tokens the server accepts. Without `jwks_url` the stack generates an HS256 signing
+/// secret (`wsctl token` mints tokens with it); with it, tokens come from that provider.
+/// Empty strings mean unset.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Jwt {
+    pub jwks_url: String,
+    pub issuer: String,
+    pub audience: String,
 }
 
 /// Everything a command needs to know about one environment, defaults applied.
@@ -115,6 +132,7 @@ pub struct Environment {
     pub certificate_arn: Option<String>,
     pub fargate_spot: bool,
     pub timeout: Duration,
+    pub jwt: Jwt,
     /// The build settings, with `context` resolved against the settings file's directory.
     pub build: Build,
 }
@@ -167,6 +185,7 @@ fn resolve(mut file: File, env: &str, base: &Path) -> anyhow::Result<Environment
         certificate_arn: section.certificate_arn.filter(|arn| !arn.is_empty()),
         fargate_spot: section.fargate_spot.unwrap_or(false),
         timeout: Duration::from_secs(section.timeout_seconds.unwrap_or(900)),
+        jwt: section.jwt,
         build,
         name,
     };
@@ -244,6 +263,12 @@ fn check_sizes(env: &Environment) -> anyhow::Result<()> {
             env.desired_count, env.min_tasks, env.max_tasks
         ));
     }
+    if !env.jwt.jwks_url.is_empty() && !env.jwt.jwks_url.starts_with("https://") {
+        problems.push(format!(
+            "jwt.jwks_url {:?} must be an https:// URL (the keys must not travel in clear)",
+            env.jwt.jwks_url
+        ));
+    }
     if problems.is_empty() {
         return Ok(());
     }
@@ -319,6 +344,23 @@ mod tests {
             assert_eq!(classify(&err), Exit::Usage, "{yaml}");
             assert!(err.to_string().contains(needle), "{err}");
         }
+    }
+
+    #[test]
+    fn jwt_settings_are_per_environment_and_the_jwks_url_must_be_https() {
+        let text = "environments:\n  prod:\n    jwt:\n      jwks_url: https://idp.example/jwks.json\n      \
+                    issuer: https://idp.example\n";
+        let prod = resolve(parse(text).expect("yaml"), "prod", Path::new("")).expect("valid");
+        assert_eq!(prod.jwt.jwks_url, "https://idp.example/jwks.json");
+        assert_eq!(prod.jwt.issuer, "https://idp.example");
+        assert_eq!(prod.jwt.audience, "");
+        let dev = resolve(parse(text).expect("yaml"), "dev", Path::new("")).expect("valid");
+        assert_eq!(dev.jwt.jwks_url, "", "dev keeps the generated secret");
+
+        let plain = "environments:\n  prod:\n    jwt:\n      jwks_url: http://idp.example/jwks\n";
+        let err = resolve(parse(plain).expect("yaml"), "prod", Path::new("")).expect_err("http");
+        assert_eq!(classify(&err), Exit::Usage);
+        assert!(err.to_string().contains("https://"), "{err}");
     }
 
     #[test]

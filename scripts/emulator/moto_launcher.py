@@ -27,21 +27,39 @@ behaviour; product code never knows it talks to an emulator. See docs/testing.md
 7. CloudWatch over Smithy RPC v2 CBOR, the protocol of the Rust SDK's CloudWatch client:
    moto answers CloudWatch in JSON only; rpcv2_cbor.py translates (alarms and metrics in
    `wsctl status`).
-10. The stack's posture: alarms created by CloudFormation, the ALB metric dimensions
+8. AWS::SecretsManager::Secret: moto's CloudFormation has no model for it (the stack would
+   only warn and leave it out). We create it in moto's Secrets Manager as CloudFormation
+   does: GenerateSecretString makes a random value, Ref is the ARN, an update keeps the value,
+   deleting the stack deletes it.
+9. AWS::NoValue inside a list (`- !If [Cond, {...}, !Ref AWS::NoValue]`): CloudFormation drops
+   the item; moto keeps a null in the list. We drop it.
+10. With IAM enforced (INITIAL_NO_AUTH_ACTION_COUNT, scripts/emulator/iam_enforcing.py), moto
+   answers a denied JSON-protocol call in XML, so the SDK loses the code (AccessDenied):
+   json_denials.py answers in JSON as AWS does.
+11. Also with IAM enforced, moto checks Secrets Manager calls against resource "*", so a grant
+   on one secret's ARN never matches: we name the secret's ARN, as AWS does.
+12. The stack's posture: alarms created by CloudFormation, the ALB metric dimensions
     (LoadBalancerFullName, TargetGroupFullName) and the service's deployment alarms and ECS
     Exec setting: cfn_posture.py.
 """
 
+import json
 import re
 import sys
 
+from moto.cloudformation import parsing
 from moto.cloudformation.models import Change, ChangeSet, CloudFormationBackend, Stack
 from moto.cloudformation.parsing import ResourceMap
+from moto.core.common_models import CloudFormationModel
 from moto.core.utils import pascal_to_camelcase, remap_nested_keys
 from moto.ecs.models import Service, TaskDefinition
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.secretsmanager.models import secretsmanager_backends
+from moto.secretsmanager.responses import SecretsManagerResponse
+from moto.secretsmanager.utils import random_password
 from moto.server import main
 
+import json_denials
 import rpcv2_cbor
 import cfn_posture  # noqa: F401,E402 (last: wraps the ECS service fixes above)
 
@@ -206,9 +224,104 @@ def _parameter_list_as_given(self):
 
 Stack.parameter_list = property(_parameter_list_as_given)
 
+
+
+class CloudFormationSecret(CloudFormationModel):
+    """AWS::SecretsManager::Secret as CloudFormation makes it (fix 8)."""
+
+    __module__ = "moto.secretsmanager.cloudformation"  # moto files its models by service
+
+    def __init__(self, account_id, region_name, arn):
+        self.account_id, self.region_name, self.arn = account_id, region_name, arn
+
+    @staticmethod
+    def cloudformation_type():
+        return "AWS::SecretsManager::Secret"
+
+    @staticmethod
+    def cloudformation_name_type():
+        return "Name"
+
+    @property
+    def physical_resource_id(self):
+        return self.arn
+
+    @classmethod
+    def has_cfn_attr(cls, attr):
+        return attr == "Id"
+
+    def get_cfn_attribute(self, attribute_name):
+        return self.arn
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id,
+                                        region_name, **kwargs):
+        props = cloudformation_json.get("Properties", {})
+        value = props.get("SecretString")
+        generate = props.get("GenerateSecretString")
+        if value is None and generate is not None:
+            value = random_password(
+                int(generate.get("PasswordLength", 32)),
+                generate.get("ExcludeCharacters", ""),
+                _true(generate.get("ExcludeNumbers")),
+                _true(generate.get("ExcludePunctuation")),
+                _true(generate.get("ExcludeUppercase")),
+                _true(generate.get("ExcludeLowercase")),
+                _true(generate.get("IncludeSpace")),
+                _true(generate.get("RequireEachIncludedType", True)),
+            )
+            if "SecretStringTemplate" in generate:
+                document = json.loads(generate["SecretStringTemplate"])
+                document[generate["GenerateStringKey"]] = value
+                value = json.dumps(document)
+        backend = secretsmanager_backends[account_id][region_name]
+        created = backend.create_secret(
+            name=resource_name, secret_string=value, secret_binary=None,
+            description=props.get("Description"), tags=props.get("Tags"),
+            kms_key_id=props.get("KmsKeyId"), client_request_token=None,
+            replica_regions=[], force_overwrite=False)
+        return cls(account_id, region_name, json.loads(created)["ARN"])
+
+    @classmethod
+    def update_from_cloudformation_json(cls, original_resource, new_resource_name,
+                                        cloudformation_json, account_id, region_name):
+        return original_resource  # the value stays; a generated one is never regenerated
+
+    def delete(self, account_id, region_name):
+        secretsmanager_backends[account_id][region_name].delete_secret(
+            self.arn, recovery_window_in_days=None, force_delete_without_recovery=True)
+
+
+def _true(value):
+    return value is True or str(value).lower() == "true"
+
+
+_clean_json = parsing.clean_json
+
+
+def _clean_json_without_novalue(resource_json, resources_map):
+    cleaned = _clean_json(resource_json, resources_map)
+    if isinstance(resource_json, list):  # fix 9
+        return [item for item in cleaned if item is not None]
+    return cleaned
+
+
+parsing.clean_json = _clean_json_without_novalue
+
+
+
+def _secret_resource(self):  # fix 11
+    secret_id = self._get_param("SecretId")
+    secrets = secretsmanager_backends[self.current_account][self.region].secrets
+    secret = secrets.get(secret_id) if secret_id else None
+    return secret.arn if secret is not None else "*"
+
+
+SecretsManagerResponse._determine_resource = _secret_resource
+
 _dispatch = DomainDispatcherApplication.__call__
-DomainDispatcherApplication.__call__ = lambda self, environ, start_response: rpcv2_cbor.wrap(
-    lambda env, start: _dispatch(self, env, start))(environ, start_response)
+DomainDispatcherApplication.__call__ = lambda self, environ, start_response: json_denials.wrap(
+    rpcv2_cbor.wrap(lambda env, start: _dispatch(self, env, start)))(environ, start_response)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -65,6 +65,22 @@ def _to_cbor(value, shape):
     return value
 
 
+def buffered(app, environ):
+    """Calls the WSGI app and returns its whole answer: (status, headers, body)."""
+    captured = {}
+
+    def capture(status, headers, exc_info=None):
+        captured["status"], captured["headers"] = status, headers
+        return lambda data: None
+
+    chunks = app(environ, capture)
+    try:
+        answer = b"".join(chunks)
+    finally:
+        getattr(chunks, "close", lambda: None)()
+    return captured["status"], captured["headers"], answer
+
+
 def wrap(app):
     """The moto WSGI app, answering CloudWatch's RPC v2 CBOR requests too."""
 
@@ -85,25 +101,14 @@ def wrap(app):
             "HTTP_X_AMZ_TARGET": f"{_SERVICE}.{operation}",
             "wsgi.input": io.BytesIO(body),
         })
-        captured = {}
-
-        def capture(status, headers, exc_info=None):
-            captured["status"], captured["headers"] = status, headers
-            return lambda data: None
-
-        chunks = app(environ, capture)
-        try:
-            answer = b"".join(chunks)
-        finally:
-            getattr(chunks, "close", lambda: None)()
-        status = captured["status"]
+        status, headers, answer = buffered(app, environ)
         document = json.loads(answer) if answer.strip() else {}
         if status.startswith("2"):
             document = _to_cbor(document, _operation(operation).output_shape)
         elif "__type" not in document:
             document["__type"] = document.get("code", "InternalFailure")
         payload = cbor2.dumps(document, datetime_as_timestamp=True, timezone=datetime.timezone.utc)
-        headers = [(k, v) for k, v in captured["headers"]
+        headers = [(k, v) for k, v in headers
                    if k.lower() not in ("content-type", "content-length")]
         headers += [("Content-Type", "application/cbor"), ("smithy-protocol", "rpc-v2-cbor"),
                     ("Content-Length", str(len(payload)))]

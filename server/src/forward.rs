@@ -13,6 +13,10 @@ use serde_json::value::RawValue;
 use crate::config::QueueUrls;
 use crate::protocol::{ErrorCode, QueueKind, RequestError};
 
+/// Every AWS action the server's code calls, the task role's whole grant (templates/ecs.yaml;
+/// `tests/task_role.rs` compares the two both ways). A new call goes here with the code.
+pub const AWS_ACTIONS: &[&str] = &["sqs:SendMessage"];
+
 /// One message to send.
 #[derive(Debug)]
 pub struct Forward {
@@ -20,6 +24,8 @@ pub struct Forward {
     pub project_id: Option<String>,
     pub data: Box<RawValue>,
     pub connection_id: String,
+    /// The sender's authenticated `sub`, so an agent knows who asked.
+    pub user_id: String,
     pub request_id: Option<Box<RawValue>>,
 }
 
@@ -68,7 +74,8 @@ impl Forwarder {
             .queue_url(url)
             .message_body(f.data.get())
             .message_attributes("connection_id", string_attr(&f.connection_id)?)
-            .message_attributes("type", string_attr(queue.as_str())?);
+            .message_attributes("type", string_attr(queue.as_str())?)
+            .message_attributes("user_id", string_attr(&f.user_id)?);
         if let Some(p) = &f.project_id {
             req = req.message_attributes("project_id", string_attr(p)?);
         }

@@ -9,3 +9,4 @@ pub mod rollback;
 pub mod scale;
 pub mod status;
 pub mod teardown;
+pub mod token;

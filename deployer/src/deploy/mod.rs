@@ -345,6 +345,7 @@ fn common_parameters(env: &Environment, found: &preflight::Found) -> Vec<Paramet
         param("AccessLogsBucket", &env.access_logs_bucket),
         param("KmsKeyArn", &env.kms_key_arn),
         param("AlarmTopicArn", &env.alarm_topic_arn),
+        param("VpcCidrs", found.network.vpc_cidrs.join(",")),
         param("Cpu", env.cpu.to_string()),
         param("Memory", env.memory.to_string()),
         param("MinTasks", env.min_tasks.to_string()),
@@ -354,6 +355,9 @@ fn common_parameters(env: &Environment, found: &preflight::Found) -> Vec<Paramet
             "CertificateArn",
             env.certificate_arn.clone().unwrap_or_default(),
         ),
+        param("JwtJwksUrl", &env.jwt.jwks_url),
+        param("JwtIssuer", &env.jwt.issuer),
+        param("JwtAudience", &env.jwt.audience),
     ];
     for (key, value) in &found.main {
         parameters.push(param(key, value));

@@ -24,7 +24,12 @@ pub struct Network {
     pub assign_public_ip: bool,
     /// Why the tasks are placed as they are, when preflight has something to say about it.
     pub note: Option<String>,
+    /// The VPC's IPv4 blocks: where the load balancer answers `POST /publish` from.
+    pub vpc_cidrs: Vec<String>,
 }
+
+/// An ALB rule takes five condition values; the publish rule's path takes one.
+const MAX_PUBLISH_CIDRS: usize = 4;
 
 /// The configured VPC (else the default one) and subnets (else one per zone, up to three).
 pub async fn resolve(ec2: &aws_sdk_ec2::Client, env: &Environment) -> anyhow::Result<Network> {
@@ -56,7 +61,46 @@ pub async fn resolve(ec2: &aws_sdk_ec2::Client, env: &Environment) -> anyhow::Re
         .collect();
     let ids: Vec<String> = subnets.iter().map(|(id, _, _)| id.clone()).collect();
     let routing = super::subnets::routing(ec2, &vpc_id, &ids).await?;
-    super::subnets::arrange(&vpc_id, subnets, &routing, !env.subnet_ids.is_empty())
+    let mut network =
+        super::subnets::arrange(&vpc_id, subnets, &routing, !env.subnet_ids.is_empty())?;
+    network.vpc_cidrs = vpc_cidrs(ec2, &vpc_id).await?;
+    Ok(network)
+}
+
+/// The VPC's associated IPv4 CIDR blocks, primary first.
+async fn vpc_cidrs(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> anyhow::Result<Vec<String>> {
+    let out = ec2
+        .describe_vpcs()
+        .vpc_ids(vpc_id)
+        .send()
+        .await
+        .map_err(crate::aws::error)
+        .with_context(|| format!("reading the address ranges of {vpc_id}"))?;
+    let vpc = out
+        .vpcs()
+        .first()
+        .ok_or_else(|| fail(Exit::Usage, format!("VPC {vpc_id} does not exist")))?;
+    let mut cidrs: Vec<String> = vpc.cidr_block().map(str::to_owned).into_iter().collect();
+    for block in vpc.cidr_block_association_set() {
+        let associated = block
+            .cidr_block_state()
+            .and_then(|s| s.state())
+            .is_some_and(|s| s.as_str() == "associated");
+        let new = block
+            .cidr_block()
+            .filter(|cidr| associated && !cidrs.iter().any(|c| c == cidr));
+        if let Some(cidr) = new {
+            cidrs.push(cidr.to_owned());
+        }
+    }
+    if cidrs.is_empty() {
+        return Err(fail(
+            Exit::Failure,
+            format!("VPC {vpc_id} has no IPv4 CIDR block"),
+        ));
+    }
+    cidrs.truncate(MAX_PUBLISH_CIDRS);
+    Ok(cidrs)
 }
 
 async fn default_vpc(ec2: &aws_sdk_ec2::Client) -> anyhow::Result<String> {
@@ -135,6 +179,7 @@ pub(super) fn pick(
         task_subnet_ids: Vec::new(),
         assign_public_ip: true,
         note: None,
+        vpc_cidrs: Vec::new(),
     })
 }
 
