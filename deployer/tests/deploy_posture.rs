@@ -1,6 +1,7 @@
 //! The production posture of a deployed environment, end to end against the AWS emulator: the
 //! alarms, the service's deployment alarms with rollback, the dashboard (and its URL in
 //! `wsctl status`), tasks placed by preflight, `wsctl scale`, and `wsctl exec`'s refusals.
+//! (The HTTP to HTTPS redirect with a certificate is authdeploy's `deploy_auth` test.)
 
 mod deploy_support;
 

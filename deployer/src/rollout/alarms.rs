@@ -14,46 +14,26 @@ use super::wait::{Clients, Target};
 /// alarms (its reason says "alarm"). Best effort: when the names cannot be read, the verdict
 /// stays as it was.
 pub async fn name_the_alarm(clients: &Clients, target: &Target, verdict: Verdict) -> Verdict {
-    let Verdict::RolledBack {
-        by: Actor::Ecs,
-        reason,
-        restored,
-        running,
-        desired,
-    } = verdict
-    else {
+    let Verdict::RolledBack(mut rollback) = verdict else {
         return verdict;
     };
-    // The circuit breaker's rollbacks say nothing of alarms: nothing to look up.
-    if !reason.to_ascii_lowercase().contains("alarm") {
-        return Verdict::RolledBack {
-            by: Actor::Ecs,
-            reason,
-            restored,
-            running,
-            desired,
-        };
+    // The circuit breaker's rollbacks (and wsctl's own) say nothing of alarms.
+    if rollback.by != Actor::Ecs || !rollback.reason.to_ascii_lowercase().contains("alarm") {
+        return Verdict::RolledBack(rollback);
     }
     let names = deployment_alarms(clients, target).await;
-    let firing = match mentioned(&reason, &names) {
+    let firing = match mentioned(&rollback.reason, &names) {
         found if !found.is_empty() => found,
         _ => in_alarm(clients, &names).await,
     };
-    let reason = if firing.is_empty() || firing.iter().all(|n| reason.contains(n.as_str())) {
-        reason
-    } else {
-        format!(
-            "{reason} (deployment alarm in ALARM: {})",
+    if !firing.iter().all(|n| rollback.reason.contains(n.as_str())) {
+        rollback.reason = format!(
+            "{} (deployment alarm in ALARM: {})",
+            rollback.reason,
             firing.join(", ")
-        )
-    };
-    Verdict::RolledBack {
-        by: Actor::Ecs,
-        reason,
-        restored,
-        running,
-        desired,
+        );
     }
+    Verdict::RolledBack(rollback)
 }
 
 /// The service's deployment alarms, when they are enabled.
