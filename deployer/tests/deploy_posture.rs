@@ -1,6 +1,7 @@
 //! The production posture of a deployed environment, end to end against the AWS emulator: the
 //! alarms, the service's deployment alarms with rollback, the dashboard (and its URL in
 //! `wsctl status`), tasks placed by preflight, `wsctl scale`, and `wsctl exec`'s refusals.
+//! (The HTTP to HTTPS redirect with a certificate is authdeploy's `deploy_auth` test.)
 
 mod deploy_support;
 
@@ -142,10 +143,7 @@ async fn deployed_stack_alarms_rolls_back_on_them_and_shows_its_dashboard() {
             && !names.contains(&format!("{service_name}-connections-near-cap").as_str()),
         "release alarms roll back, load alarms do not: {names:?}"
     );
-    assert!(
-        service.enable_execute_command(),
-        "exec: true in wsctl.yaml"
-    );
+    assert!(service.enable_execute_command(), "exec: true in wsctl.yaml");
     // The default VPC has public subnets only: the tasks go there, with a public IP (the
     // stack's parameters; moto drops the service's network configuration).
     let cfn = aws_sdk_cloudformation::Client::new(&config);
@@ -187,7 +185,10 @@ async fn deployed_stack_alarms_rolls_back_on_them_and_shows_its_dashboard() {
     ] {
         assert!(body_text.contains(metric), "{metric} on the dashboard");
     }
-    assert!(body_text.contains(tg_dimension), "this stack's target group");
+    assert!(
+        body_text.contains(tg_dimension),
+        "this stack's target group"
+    );
     let url = &out["DashboardUrl"];
     assert!(
         url.starts_with("https://") && url.ends_with(&format!("#dashboards:name={service_name}")),
@@ -222,11 +223,8 @@ async fn deployed_stack_alarms_rolls_back_on_them_and_shows_its_dashboard() {
     assert_eq!(second["rollout"]["verdict"], "completed", "{second:#}");
     let plugin = empty.path().join("session-manager-plugin");
     std::fs::write(&plugin, "#!/bin/sh\nexit 0\n").expect("plugin stand-in");
-    std::fs::set_permissions(
-        &plugin,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
     let path = format!(
         "{}:{}",
         empty.path().display(),
@@ -262,8 +260,7 @@ async fn scale_changes_the_count_and_waits_for_it() {
     let out = run(
         &project,
         &[
-            "scale", "--env", &env, "--count", "2", "--min", "1", "--max", "3", "--output",
-            "json",
+            "scale", "--env", &env, "--count", "2", "--min", "1", "--max", "3", "--output", "json",
         ],
         &[],
     );

@@ -73,7 +73,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
             ),
         ));
     }
-    let task = choose_task(&clients.ecs, &live.cluster, &live.name, args.task.as_deref()).await?;
+    let task = choose_task(
+        &clients.ecs,
+        &live.cluster,
+        &live.name,
+        args.task.as_deref(),
+    )
+    .await?;
     let task_id = task_id(task.task_arn().unwrap_or_default()).to_owned();
     if !task.enable_execute_command() {
         return Err(fail(

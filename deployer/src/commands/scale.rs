@@ -77,7 +77,11 @@ pub fn plan(args: &Args, current: Option<Range>) -> anyhow::Result<Plan> {
             "nothing to scale: give --count N, or --min/--max for autoscaling",
         ));
     }
-    for (name, value) in [("--count", args.count), ("--min", args.min), ("--max", args.max)] {
+    for (name, value) in [
+        ("--count", args.count),
+        ("--min", args.min),
+        ("--max", args.max),
+    ] {
         if value.is_some_and(|v| v < 0) {
             return Err(fail(Exit::Usage, format!("{name} must be 0 or more")));
         }
@@ -141,7 +145,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
             .send()
             .await
             .map_err(crate::aws::error)
-            .with_context(|| format!("setting the autoscaling range of {} to {min}..{max}", live.name))?;
+            .with_context(|| {
+                format!(
+                    "setting the autoscaling range of {} to {min}..{max}",
+                    live.name
+                )
+            })?;
         eprintln!("Autoscaling range of {}: {min}..{max} tasks", live.name);
     }
     let since = SystemTime::now();
@@ -177,6 +186,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         deployment_id,
         timeout: args.timeout.map_or(env.timeout, Duration::from_secs),
         since,
+        // a count change starts no new release: nothing to put back
+        restore_to: None,
     };
     let progress = Progress::new();
     let report = rollout::wait(
@@ -199,8 +210,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         })?,
         Format::Text => println!("{}: {}", live.name, report.verdict.describe()),
     }
-    if report.exit() == Exit::Interrupted {
-        eprintln!("{}", rollout::wait::resume_hint(&env.name, &report));
+    if let Some(hint) = rollout::wait::resume_hint(&env.name, &report) {
+        eprintln!("{hint}");
     }
     Ok(report.exit())
 }
@@ -253,7 +264,11 @@ mod tests {
     #[test]
     fn a_count_outside_the_range_is_refused_unless_the_range_moves_too() {
         let err = plan(&args(Some(6), None, None), Some((1, 4))).expect_err("outside");
-        assert!(err.to_string().contains("outside the autoscaling range 1..4"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("outside the autoscaling range 1..4"),
+            "{err}"
+        );
         assert_eq!(crate::exit::classify(&err), Exit::Usage);
         let plan = plan(&args(Some(6), None, Some(8)), Some((1, 4))).expect("widened");
         assert_eq!(plan.range, Some((1, 8)));
@@ -264,7 +279,10 @@ mod tests {
         let err = plan(&args(None, None, None), Some((1, 4))).expect_err("nothing");
         assert!(err.to_string().contains("nothing to scale"), "{err}");
         let err = plan(&args(None, Some(5), Some(2)), None).expect_err("min > max");
-        assert!(err.to_string().contains("--min 5 is above --max 2"), "{err}");
+        assert!(
+            err.to_string().contains("--min 5 is above --max 2"),
+            "{err}"
+        );
         let err = plan(&args(None, Some(2), None), None).expect_err("half a range");
         assert!(err.to_string().contains("give both"), "{err}");
     }

@@ -189,15 +189,8 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
         repository_name: stack_out.stack.output("RepositoryName", &env.stack_name)?,
         tag: &tag.tag,
     };
-    let pushed = image::push::push(
-        docker,
-        &clients.ecr,
-        &source,
-        &login,
-        &progress,
-        &interrupt,
-    )
-    .await?;
+    let pushed =
+        image::push::push(docker, &clients.ecr, &source, &login, &progress, &interrupt).await?;
     phases.push(Phase::new("push", t.elapsed()));
 
     // 5. First deploy: now that the image exists, the stack creates the service with it.
@@ -339,7 +332,11 @@ fn common_parameters(env: &Environment, found: &preflight::Found) -> Vec<Paramet
         param("TaskSubnetIds", found.network.task_subnet_ids.join(",")),
         param(
             "AssignPublicIp",
-            if found.network.assign_public_ip { "ENABLED" } else { "DISABLED" },
+            if found.network.assign_public_ip {
+                "ENABLED"
+            } else {
+                "DISABLED"
+            },
         ),
         param("EnableExecuteCommand", env.exec.to_string()),
         param("AccessLogsBucket", &env.access_logs_bucket),

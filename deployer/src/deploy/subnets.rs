@@ -130,7 +130,11 @@ fn reach_of(tables: &[RouteTable], subnet: &str) -> Reach {
             .any(|a| a.subnet_id() == Some(subnet))
     };
     let main = |t: &&RouteTable| t.associations().iter().any(|a| a.main() == Some(true));
-    let Some(table) = tables.iter().find(associated).or_else(|| tables.iter().find(main)) else {
+    let Some(table) = tables
+        .iter()
+        .find(associated)
+        .or_else(|| tables.iter().find(main))
+    else {
         return Reach::Isolated;
     };
     let active = table
@@ -257,7 +261,8 @@ pub fn arrange(
         .collect();
     // the VPC check first: a subnet of another VPC is a usage error whatever its routes
     network::pick(vpc_id, subnets.clone(), configured)?;
-    let placement = place(&pairs, routing, configured).map_err(|e| fail(Exit::Failure, e.to_string()))?;
+    let placement =
+        place(&pairs, routing, configured).map_err(|e| fail(Exit::Failure, e.to_string()))?;
     let in_vpc = |set: &[(String, String)]| -> Vec<(String, String, String)> {
         set.iter()
             .map(|(id, zone)| (id.clone(), zone.clone(), vpc_id.to_owned()))

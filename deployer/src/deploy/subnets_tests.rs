@@ -216,7 +216,12 @@ async fn isolated_subnets_with_every_endpoint_take_the_tasks() {
     let net = arranged(
         vec![
             table("rtb-main", true, &[], vec![local()]),
-            table("rtb-public", false, &["pub-a", "pub-b"], vec![local(), to_igw()]),
+            table(
+                "rtb-public",
+                false,
+                &["pub-a", "pub-b"],
+                vec![local(), to_igw()],
+            ),
         ],
         endpoints,
         all_subnets(),

@@ -221,23 +221,10 @@ pub enum Verdict {
         warnings: Vec<String>,
     },
     /// Our deployment was rolled back and the rollback deployment completed: the previous
-    /// release runs (`running` of `desired` tasks of `restored`).
-    RolledBack {
-        by: Actor,
-        reason: String,
-        /// The task definition the service went back to, if known.
-        restored: Option<String>,
-        running: i32,
-        desired: i32,
-    },
+    /// release runs.
+    RolledBack(Rollback),
     /// The rollback deployment is still under way (not final: the wait goes on).
-    RollingBack {
-        by: Actor,
-        reason: String,
-        restored: Option<String>,
-        running: i32,
-        desired: i32,
-    },
+    RollingBack(Rollback),
     /// The release fails in a way that will not heal (`rule` says which); ECS goes on trying
     /// unless wsctl rolled back (then the verdict is `RolledBack` by wsctl).
     TasksStopped {
@@ -276,6 +263,41 @@ pub enum Verdict {
     WaitFailed { error: String },
 }
 
+/// A rollback of our deployment: who, why, and what runs (`running` of `desired` tasks of
+/// `restored`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Rollback {
+    pub by: Actor,
+    pub reason: String,
+    /// The task definition the service goes back to, if known.
+    pub restored: Option<String>,
+    pub running: i32,
+    pub desired: i32,
+}
+
+impl Rollback {
+    fn describe(&self, done: bool) -> String {
+        let to = self
+            .restored
+            .as_deref()
+            .map_or("the previous release", short_td);
+        let (running, desired) = (self.running, self.desired);
+        if done {
+            format!(
+                "rolled back by {} to {to} ({running}/{desired} tasks running): {}",
+                self.by.name(),
+                self.reason
+            )
+        } else {
+            format!(
+                "{} is rolling back to {to} ({running}/{desired} running): {}",
+                self.by.name(),
+                self.reason
+            )
+        }
+    }
+}
+
 /// The part of a stopped task a verdict reports.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StoppedTaskSummary {
@@ -286,17 +308,14 @@ pub struct StoppedTaskSummary {
 impl Verdict {
     /// Whether waiting can stop.
     pub fn is_final(&self) -> bool {
-        !matches!(
-            self,
-            Verdict::InProgress { .. } | Verdict::RollingBack { .. }
-        )
+        !matches!(self, Verdict::InProgress { .. } | Verdict::RollingBack(_))
     }
 
     /// The process exit code for this outcome (see `exit.rs`).
     pub fn exit(&self) -> Exit {
         match self {
             Verdict::Completed { .. } => Exit::Success,
-            Verdict::RolledBack { .. } => Exit::RolledBack,
+            Verdict::RolledBack(_) => Exit::RolledBack,
             Verdict::Superseded { .. } => Exit::Superseded,
             Verdict::TimedOut { .. } => Exit::TimedOut,
             Verdict::Interrupted { .. } => Exit::Interrupted,
@@ -304,7 +323,7 @@ impl Verdict {
             | Verdict::NothingToRun
             | Verdict::WaitFailed { .. }
             | Verdict::InProgress { .. }
-            | Verdict::RollingBack { .. } => Exit::Failure,
+            | Verdict::RollingBack(_) => Exit::Failure,
         }
     }
 
@@ -316,7 +335,7 @@ impl Verdict {
             Verdict::TasksStopped { .. }
                 | Verdict::TimedOut { .. }
                 | Verdict::InProgress { .. }
-                | Verdict::RollingBack { .. }
+                | Verdict::RollingBack(_)
                 | Verdict::Interrupted { .. }
                 | Verdict::WaitFailed { .. }
         )
@@ -336,28 +355,8 @@ impl Verdict {
                 }
                 line
             }
-            Verdict::RolledBack {
-                by,
-                reason,
-                restored,
-                running,
-                desired,
-            } => format!(
-                "rolled back by {} to {} ({running}/{desired} tasks running): {reason}",
-                by.name(),
-                restored.as_deref().map_or("the previous release", short_td)
-            ),
-            Verdict::RollingBack {
-                by,
-                reason,
-                restored,
-                running,
-                desired,
-            } => format!(
-                "{} is rolling back to {} ({running}/{desired} running): {reason}",
-                by.name(),
-                restored.as_deref().map_or("the previous release", short_td)
-            ),
+            Verdict::RolledBack(rollback) => rollback.describe(true),
+            Verdict::RollingBack(rollback) => rollback.describe(false),
             Verdict::TasksStopped { tasks, rule } => {
                 let first = tasks.first().map_or(String::new(), |t| {
                     format!("; task {} stopped: {}", t.task_id, t.reason)
@@ -565,34 +564,30 @@ fn rolling_back(
             rule: reason,
         };
     };
+    let rollback = Rollback {
+        by,
+        reason,
+        restored: Some(p.task_definition.clone()),
+        running: p.running,
+        desired: p.desired,
+    };
     if p.settled(&o.deployments) {
-        return Verdict::RolledBack {
-            by,
-            reason,
-            restored: Some(p.task_definition.clone()),
-            running: p.running,
-            desired: p.desired,
-        };
+        return Verdict::RolledBack(rollback);
     }
     if o.elapsed >= o.timeout {
         return Verdict::TimedOut {
             running: p.running,
             desired: p.desired,
             note: Some(format!(
-                "{} is still rolling back to {} (deployment {}): {reason}",
+                "{} is still rolling back to {} (deployment {}): {}",
                 by.name(),
                 short_td(&p.task_definition),
-                p.id
+                p.id,
+                rollback.reason
             )),
         };
     }
-    Verdict::RollingBack {
-        by,
-        reason,
-        restored: Some(p.task_definition.clone()),
-        running: p.running,
-        desired: p.desired,
-    }
+    Verdict::RollingBack(rollback)
 }
 
 fn superseded(by: Option<&DeploymentState>) -> Verdict {
@@ -745,7 +740,7 @@ mod tests {
             ours.clone(),
         ]));
         assert!(
-            matches!(v, Verdict::RollingBack { by: Actor::Ecs, .. }),
+            matches!(v, Verdict::RollingBack(Rollback { by: Actor::Ecs, .. })),
             "{v:?}"
         );
         assert!(!v.is_final());
@@ -755,13 +750,13 @@ mod tests {
             ours.clone(),
         ]));
         match &v {
-            Verdict::RolledBack {
+            Verdict::RolledBack(Rollback {
                 by,
                 reason,
                 restored,
                 running,
                 ..
-            } => {
+            }) => {
                 assert_eq!(*by, Actor::Ecs);
                 assert!(reason.contains("circuit breaker"), "{reason}");
                 assert!(
@@ -907,21 +902,21 @@ mod tests {
         });
         assert!(matches!(
             judge(&o),
-            Verdict::RollingBack {
+            Verdict::RollingBack(Rollback {
                 by: Actor::Wsctl,
                 ..
-            }
+            })
         ));
         o.deployments = vec![deployment("restore", "PRIMARY", Some("COMPLETED"), 2)];
         let v = judge(&o);
         assert!(
             matches!(
                 v,
-                Verdict::RolledBack {
+                Verdict::RolledBack(Rollback {
                     by: Actor::Wsctl,
                     running: 2,
                     ..
-                }
+                })
             ),
             "{v:?}"
         );

@@ -17,8 +17,8 @@ use aws_sdk_ecs::types::{DesiredStatus, Service, Task, TaskDefinitionField};
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthDescription;
 
 use super::verdict::{
-    Actor, DeploymentState, Observation, Restore, StoppedTask, Targets, TaskTarget, Verdict,
-    count_states, judge, settled, short_td,
+    Actor, DeploymentState, Observation, Restore, Rollback, StoppedTask, Targets, TaskTarget,
+    Verdict, count_states, judge, settled, short_td,
 };
 use crate::exit::{Exit, fail};
 use crate::interrupt::Interrupt;
@@ -38,6 +38,8 @@ pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// Which deployment alarm fired, when ECS rolls back on one (`alarms.rs`).
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 impl Clients {
@@ -46,6 +48,7 @@ impl Clients {
             ecs: aws_sdk_ecs::Client::new(config),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
             logs: aws_sdk_cloudwatchlogs::Client::new(config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
         }
     }
 }
@@ -124,7 +127,7 @@ pub async fn wait(
                     };
                     (verdict, Duration::ZERO)
                 } else {
-                    // Full jitter over the upper half, so waiters throttled together spread.
+                    // Jitter (half to all of the backoff): waiters throttled together spread out.
                     let pause = retry.mul_f64(0.5 + fastrand::f64() / 2.0);
                     retry = (retry * 2).min(MAX_RETRY);
                     step.println(format!(
@@ -155,6 +158,7 @@ pub async fn wait(
             ),
         };
         if verdict.is_final() {
+            let verdict = super::alarms::name_the_alarm(clients, target, verdict).await;
             let line = verdict.describe();
             let report = watch.report(verdict, elapsed);
             if report.exit() == Exit::Success {
@@ -344,13 +348,13 @@ impl<'a> Watch<'a> {
                 match updated.map(|out| primary_deployment(out.service())) {
                     Ok(Some(id)) => {
                         let reason = format!("the new release failed fast: {rule}");
-                        *verdict = Verdict::RollingBack {
+                        *verdict = Verdict::RollingBack(Rollback {
                             by: Actor::Wsctl,
                             reason: reason.clone(),
                             restored: Some(td),
                             running: 0,
                             desired: self.counts.1,
-                        };
+                        });
                         self.restore = Some(Restore {
                             deployment_id: id,
                             reason,
@@ -431,37 +435,10 @@ impl<'a> Watch<'a> {
 
     /// Finds tasks of our deployment that stopped since the last poll, with their logs.
     async fn collect_stopped_tasks(&mut self, deployment_id: &str) -> anyhow::Result<()> {
-        let listed = self
-            .clients
-            .ecs
-            .list_tasks()
-            .cluster(&self.target.cluster)
-            .started_by(deployment_id)
-            .desired_status(DesiredStatus::Stopped)
-            .send()
-            .await
-            .map_err(crate::aws::sdk_error)
-            .context("listing stopped tasks of the deployment")?;
-        let new: Vec<String> = listed
-            .task_arns()
-            .iter()
-            .filter(|arn| !self.seen_tasks.contains(*arn))
-            .cloned()
-            .collect();
-        if new.is_empty() {
-            return Ok(());
-        }
-        let described = self
-            .clients
-            .ecs
-            .describe_tasks()
-            .cluster(&self.target.cluster)
-            .set_tasks(Some(new))
-            .send()
-            .await
-            .map_err(crate::aws::sdk_error)
-            .context("describing stopped tasks")?;
-        for task in described.tasks() {
+        let tasks = self
+            .deployment_tasks(deployment_id, DesiredStatus::Stopped)
+            .await?;
+        for task in &tasks {
             // Only tasks that really stopped; STOPPING ones come back next poll.
             if task.last_status() != Some("STOPPED") {
                 continue;
@@ -545,6 +522,44 @@ impl<'a> Watch<'a> {
         lines
     }
 
+    /// The tasks ECS started for `deployment_id` with this desired status, described; stopped
+    /// tasks already seen are not asked about again.
+    async fn deployment_tasks(
+        &self,
+        deployment_id: &str,
+        status: DesiredStatus,
+    ) -> anyhow::Result<Vec<Task>> {
+        let what = status.as_str().to_ascii_lowercase();
+        let ecs = &self.clients.ecs;
+        let listed = ecs
+            .list_tasks()
+            .cluster(&self.target.cluster)
+            .started_by(deployment_id)
+            .desired_status(status)
+            .send()
+            .await
+            .map_err(crate::aws::sdk_error)
+            .with_context(|| format!("listing {what} tasks of the deployment"))?;
+        let new: Vec<String> = listed
+            .task_arns()
+            .iter()
+            .filter(|arn| !self.seen_tasks.contains(*arn))
+            .cloned()
+            .collect();
+        if new.is_empty() {
+            return Ok(Vec::new());
+        }
+        let described = ecs
+            .describe_tasks()
+            .cluster(&self.target.cluster)
+            .set_tasks(Some(new))
+            .send()
+            .await
+            .map_err(crate::aws::sdk_error)
+            .with_context(|| format!("describing {what} tasks of the deployment"))?;
+        Ok(described.tasks().to_vec())
+    }
+
     /// Every target of the service's target groups, with the counts printed when they change
     /// ("targets: 2 healthy, 1 initial"). A read error is the poll's error: success needs
     /// the targets, so it is never skipped in silence.
@@ -590,29 +605,14 @@ impl<'a> Watch<'a> {
         deployment_id: &str,
         groups: &[(String, Vec<TargetHealthDescription>)],
     ) -> anyhow::Result<Targets> {
-        let ecs = &self.clients.ecs;
-        let listed = ecs
-            .list_tasks()
-            .cluster(&self.target.cluster)
-            .started_by(deployment_id)
-            .desired_status(DesiredStatus::Running)
-            .send()
-            .await
-            .map_err(crate::aws::sdk_error)
-            .context("listing running tasks of the deployment")?;
-        if listed.task_arns().is_empty() {
+        let tasks = self
+            .deployment_tasks(deployment_id, DesiredStatus::Running)
+            .await?;
+        if tasks.is_empty() {
             return Ok(Targets::NoTasksListed);
         }
-        let described = ecs
-            .describe_tasks()
-            .cluster(&self.target.cluster)
-            .set_tasks(Some(listed.task_arns().to_vec()))
-            .send()
-            .await
-            .map_err(crate::aws::sdk_error)
-            .context("describing running tasks of the deployment")?;
         let mut targets = Vec::new();
-        for task in described.tasks() {
+        for task in &tasks {
             let address = task_address(task);
             for (_, descriptions) in groups {
                 let state = descriptions

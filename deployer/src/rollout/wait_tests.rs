@@ -26,6 +26,7 @@ use aws_smithy_types::error::ErrorMetadata;
 
 use super::*;
 use crate::exit::Exit;
+use crate::rollout::verdict::Rollback;
 
 const OURS: &str = "ecs-svc/new";
 const TD_NEW: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/ws-dev:8";
@@ -70,6 +71,7 @@ fn clients_with_elb(ecs_rules: &[&Rule], logs_rules: &[&Rule], elb_rules: &[&Rul
         ecs: aws_sdk_ecs::Client::from_conf(ecs),
         elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
         logs: aws_sdk_cloudwatchlogs::Client::from_conf(logs),
+        cloudwatch: crate::rollout::alarms::tests::cloudwatch(&[]),
     }
 }
 
@@ -166,18 +168,7 @@ async fn completed_after_a_few_polls() {
         .sequence()
         .output(|| rolling(0))
         .output(|| rolling(1))
-        .output(|| {
-            service(
-                vec![deployment(
-                    OURS,
-                    "PRIMARY",
-                    DeploymentRolloutState::Completed,
-                    TD_NEW,
-                    2,
-                )],
-                &[("e2", "(service ws-dev) has reached a steady state.")],
-            )
-        })
+        .output(completed)
         .build();
     let list = no_stopped_tasks();
     let clients = clients(&[&describe, &list], &[]);
@@ -224,9 +215,9 @@ async fn a_circuit_breaker_rollback_exits_rolled_back() {
     let clients = clients(&[&describe, &list], &[]);
     let report = run(&clients, Duration::from_secs(600)).await;
     match &report.verdict {
-        Verdict::RolledBack {
+        Verdict::RolledBack(Rollback {
             reason, restored, ..
-        } => {
+        }) => {
             assert!(reason.contains("circuit breaker"), "{reason}");
             assert_eq!(restored.as_deref(), Some(TD_OLD));
         }
@@ -260,25 +251,29 @@ fn stopped_from(from: usize, ids: &'static [&'static str]) -> Rule {
     .build()
 }
 
-fn crashed(id: &str) -> Task {
+fn stopped_task(
+    id: &str,
+    code: TaskStopCode,
+    reason: &str,
+) -> aws_sdk_ecs::types::builders::TaskBuilder {
     Task::builder()
         .task_arn(task_arn(id))
         .task_definition_arn(TD_NEW)
         .last_status("STOPPED")
-        .stop_code(TaskStopCode::EssentialContainerExited)
-        .stopped_reason("Essential container in task exited")
+        .stop_code(code)
+        .stopped_reason(reason)
+}
+
+fn crashed(id: &str) -> Task {
+    let reason = "Essential container in task exited";
+    stopped_task(id, TaskStopCode::EssentialContainerExited, reason)
         .containers(Container::builder().name("websocket").exit_code(1).build())
         .build()
 }
 
 fn health_check_failed(id: &str) -> Task {
-    Task::builder()
-        .task_arn(task_arn(id))
-        .task_definition_arn(TD_NEW)
-        .last_status("STOPPED")
-        .stop_code(TaskStopCode::ServiceSchedulerInitiated)
-        .stopped_reason("Task failed ELB health checks in (target-group arn:aws:tg/ws-dev/1)")
-        .build()
+    let reason = "Task failed ELB health checks in (target-group arn:aws:tg/ws-dev/1)";
+    stopped_task(id, TaskStopCode::ServiceSchedulerInitiated, reason).build()
 }
 
 /// DescribeTasks answering with `task(id)` for each task asked about.
@@ -406,13 +401,13 @@ async fn the_same_failure_on_two_tasks_fails_fast_and_wsctl_rolls_back_to_match(
 
     assert_eq!(update.num_calls(), 1, "wsctl rolled back, once");
     match &report.verdict {
-        Verdict::RolledBack {
+        Verdict::RolledBack(Rollback {
             by,
             reason,
             restored,
             running,
             desired,
-        } => {
+        }) => {
             assert_eq!(*by, crate::rollout::verdict::Actor::Wsctl);
             assert!(reason.contains("same failure on 2 tasks"), "{reason}");
             assert!(reason.contains("Essential container"), "{reason}");
@@ -575,12 +570,12 @@ async fn a_resumed_wait_after_a_breaker_rollback_exits_rolled_back() {
     resumed.since = SystemTime::now();
     let report = run_for(&clients, &resumed).await;
     match &report.verdict {
-        Verdict::RolledBack {
+        Verdict::RolledBack(Rollback {
             reason,
             restored,
             running,
             ..
-        } => {
+        }) => {
             assert!(reason.contains("deployment failed"), "{reason}");
             assert_eq!(restored.as_deref(), Some(TD_OLD));
             assert_eq!(*running, 2);
@@ -619,7 +614,10 @@ async fn rolled_back_waits_for_the_rollback_deployment_to_complete() {
     let clients = clients(&[&describe, &list], &[]);
     let report = run(&clients, Duration::from_secs(600)).await;
     assert!(
-        matches!(report.verdict, Verdict::RolledBack { running: 2, .. }),
+        matches!(
+            report.verdict,
+            Verdict::RolledBack(Rollback { running: 2, .. })
+        ),
         "{:?}",
         report.verdict
     );

@@ -144,16 +144,21 @@ mod tests {
 
     #[tokio::test]
     async fn another_image_under_the_tag_is_refused_naming_both() {
-        let rule =
-            mock!(aws_sdk_ecr::Client::batch_get_image).then_output(|| tagged("3f2a9c1"));
+        let rule = mock!(aws_sdk_ecr::Client::batch_get_image).then_output(|| tagged("3f2a9c1"));
         let ecr = mock_client!(aws_sdk_ecr, RuleMode::MatchAny, [&rule]);
         let found = lookup(&ecr, "agenticai-websocket-dev", "3f2a9c1")
             .await
             .expect("lookup");
         let err = decide(found, "sha256:beef", REPO, "3f2a9c1").expect_err("another image");
         let text = err.to_string();
-        assert!(text.contains("already exists and names another image"), "{text}");
-        assert!(text.contains("sha256:manifest1") && text.contains("sha256:beef"), "{text}");
+        assert!(
+            text.contains("already exists and names another image"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sha256:manifest1") && text.contains("sha256:beef"),
+            "{text}"
+        );
         assert!(text.contains("immutable"), "{text}");
         assert_eq!(crate::exit::classify(&err), Exit::Failure);
     }

@@ -99,9 +99,7 @@ pub async fn push(
     let step = progress.step("push image");
     let image = format!("{repository}:{tag}");
     let found = existing::lookup(ecr, source.repository_name, tag).await?;
-    if let Decision::Reuse { digest } =
-        existing::decide(found, source.image_id, repository, tag)?
-    {
+    if let Decision::Reuse { digest } = existing::decide(found, source.image_id, repository, tag)? {
         step.finish(format!("{image} already in the repository ({digest})"));
         return Ok(Pushed {
             image,
