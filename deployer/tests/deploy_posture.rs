@@ -1,7 +1,7 @@
 //! The production posture of a deployed environment, end to end against the AWS emulator: the
 //! alarms, the service's deployment alarms with rollback, the dashboard (and its URL in
-//! `wsctl status`), tasks placed by preflight, `wsctl scale`, and `wsctl exec`'s refusals.
-//! (The HTTP to HTTPS redirect with a certificate is authdeploy's `deploy_auth` test.)
+//! `wsctl status`), the HTTP to HTTPS redirect with a certificate, tasks placed by preflight,
+//! `wsctl scale`, and `wsctl exec`'s refusals.
 
 mod deploy_support;
 
@@ -53,7 +53,13 @@ async fn deployed_stack_alarms_rolls_back_on_them_and_shows_its_dashboard() {
     let main_stack = format!("main-{env}");
     create_main_stack(&config, &main_stack, &env).await;
     let project = Project::new(&env, &main_stack, TINY_DOCKERFILE);
-    with_settings(&project, &env, &main_stack, "    exec: true\n");
+    // An IAM server certificate: the load balancer accepts it, and the emulator needs no ACM.
+    with_settings(
+        &project,
+        &env,
+        &main_stack,
+        "    exec: true\n    certificate_arn: arn:aws:iam::123456789012:server-certificate/ws-posture\n",
+    );
     let first = deploy_json(&project, &env);
     assert_eq!(first["rollout"]["verdict"], "completed", "{first:#}");
     let service_name = format!("agenticai-websocket-{env}");
@@ -200,6 +206,34 @@ async fn deployed_stack_alarms_rolls_back_on_them_and_shows_its_dashboard() {
         screen.contains(&format!("Dashboard    {url}\n")),
         "status shows the dashboard:\n{screen}\n{}",
         text(&status.stderr)
+    );
+
+    // With the certificate, plain HTTP only redirects to HTTPS (checkov's CKV_AWS_2 skip says so).
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
+    let listeners = elb
+        .describe_listeners()
+        .load_balancer_arn(&out["LoadBalancerArn"])
+        .send()
+        .await
+        .expect("listeners");
+    let http = listeners
+        .listeners()
+        .iter()
+        .find(|l| l.port() == Some(80))
+        .expect("the HTTP listener");
+    let action = &http.default_actions()[0];
+    assert_eq!(
+        action.r#type().map(|t| t.as_str()),
+        Some("redirect"),
+        "{http:?}"
+    );
+    assert_eq!(
+        action.redirect_config().and_then(|r| r.protocol()),
+        Some("HTTPS")
+    );
+    assert!(
+        listeners.listeners().iter().any(|l| l.port() == Some(443)),
+        "the HTTPS listener"
     );
 
     // wsctl exec explains a missing Session Manager plugin instead of hanging.
