@@ -69,6 +69,10 @@ pub enum Command {
     Releases(commands::releases::Args),
     /// Roll the service back to an earlier release.
     Rollback(commands::rollback::Args),
+    /// Change the number of tasks now, or the autoscaling range.
+    Scale(commands::scale::Args),
+    /// Run a command in a running task (ECS Exec).
+    Exec(commands::exec::Args),
     /// Delete an environment's stack and everything it owns.
     Teardown(commands::teardown::Args),
     /// Mint a short-lived client token from the environment's signing secret.

@@ -44,6 +44,7 @@ impl Clients {
             ecs: self.ecs.clone(),
             elb: self.elb.clone(),
             logs: self.logs.clone(),
+            cloudwatch: self.cloudwatch.clone(),
         }
     }
 }

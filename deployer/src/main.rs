@@ -51,6 +51,8 @@ async fn main() -> std::process::ExitCode {
         Command::Releases(args) => commands::releases::run(&cli.global, args).await,
         Command::Rollback(args) => commands::rollback::run(&cli.global, args).await,
         Command::Teardown(args) => commands::teardown::run(&cli.global, args).await,
+        Command::Scale(args) => commands::scale::run(&cli.global, args).await,
+        Command::Exec(args) => commands::exec::run(&cli.global, args).await,
         Command::Token(args) => commands::token::run(&cli.global, args).await,
         Command::Completions(args) => commands::completions::run(args),
     };

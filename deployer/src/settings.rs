@@ -15,6 +15,11 @@
 //!     desired_count: 2
 //!     max_tasks: 8
 //!     certificate_arn: arn:aws:acm:eu-west-1:123456789012:certificate/abc
+//!     subnet_ids: [subnet-pub-a, subnet-pub-b, subnet-priv-a, subnet-priv-b]  # public: ALB
+//!     exec: true              # ECS Exec (`wsctl exec`); off by default
+//!     access_logs_bucket: my-alb-logs
+//!     kms_key_arn: arn:aws:kms:eu-west-1:123456789012:key/abcd-1234
+//!     alarm_topic_arn: arn:aws:sns:eu-west-1:123456789012:on-call
 //!     jwt:                    # client tokens: without jwks_url the stack generates an HS256
 //!       jwks_url: https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc/.well-known/jwks.json
 //!       issuer: https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc
@@ -77,6 +82,11 @@ pub struct EnvFile {
     pub max_tasks: Option<u32>,
     pub vpc_id: Option<String>,
     pub subnet_ids: Option<Vec<String>>,
+    /// Posture: ECS Exec on (`wsctl exec`), the access-log bucket, the KMS key, the SNS topic.
+    pub exec: Option<bool>,
+    pub access_logs_bucket: Option<String>,
+    pub kms_key_arn: Option<String>,
+    pub alarm_topic_arn: Option<String>,
     pub certificate_arn: Option<String>,
     pub fargate_spot: Option<bool>,
     /// How long deploy, rollback and `status --wait` wait for the rollout, in seconds.
@@ -114,6 +124,11 @@ pub struct Environment {
     pub max_tasks: u32,
     pub vpc_id: Option<String>,
     pub subnet_ids: Vec<String>,
+    pub exec: bool,
+    /// Empty: none (the stack parameters' convention).
+    pub access_logs_bucket: String,
+    pub kms_key_arn: String,
+    pub alarm_topic_arn: String,
     pub certificate_arn: Option<String>,
     pub fargate_spot: bool,
     pub timeout: Duration,
@@ -163,6 +178,10 @@ fn resolve(mut file: File, env: &str, base: &Path) -> anyhow::Result<Environment
         max_tasks: section.max_tasks.unwrap_or(4),
         vpc_id: section.vpc_id,
         subnet_ids: section.subnet_ids.unwrap_or_default(),
+        exec: section.exec.unwrap_or(false),
+        access_logs_bucket: section.access_logs_bucket.unwrap_or_default(),
+        kms_key_arn: section.kms_key_arn.unwrap_or_default(),
+        alarm_topic_arn: section.alarm_topic_arn.unwrap_or_default(),
         certificate_arn: section.certificate_arn.filter(|arn| !arn.is_empty()),
         fargate_spot: section.fargate_spot.unwrap_or(false),
         timeout: Duration::from_secs(section.timeout_seconds.unwrap_or(900)),

@@ -42,6 +42,9 @@ behaviour; product code never knows it talks to an emulator. See docs/testing.md
    json_denials.py answers in JSON as AWS does.
 13. Also with IAM enforced, moto checks Secrets Manager calls against resource "*", so a grant
    on one secret's ARN never matches: we name the secret's ARN, as AWS does.
+12. The stack's posture: alarms created by CloudFormation, the ALB metric dimensions
+    (LoadBalancerFullName, TargetGroupFullName) and the service's deployment alarms and ECS
+    Exec setting: cfn_posture.py.
 """
 
 import json
@@ -64,6 +67,7 @@ import ecr_registry  # noqa: F401 (patches moto's ECR backend on import)
 import ecs_service_tasks  # noqa: F401 (patches moto's ECS backend on import)
 import json_denials
 import rpcv2_cbor
+import cfn_posture  # noqa: F401,E402 (last: wraps the ECS service fixes above)
 
 _execute_change_set = CloudFormationBackend.execute_change_set
 

@@ -2,9 +2,11 @@
 
 pub mod completions;
 pub mod deploy;
+pub mod exec;
 pub mod logs;
 pub mod releases;
 pub mod rollback;
+pub mod scale;
 pub mod status;
 pub mod teardown;
 pub mod token;

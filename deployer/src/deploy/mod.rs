@@ -20,6 +20,7 @@ pub mod network;
 pub mod preflight;
 pub mod release;
 pub mod stack;
+pub mod subnets;
 pub mod summary;
 
 use std::io::{BufRead as _, IsTerminal as _};
@@ -181,16 +182,15 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
         .to_owned();
     let login = image::push::ecr_login(&clients.ecr).await?;
     let docker = preflight::engine(&docker)?;
-    let pushed = image::push::push(
-        docker,
-        &built.local_ref,
-        &repository,
-        &tag.tag,
-        &login,
-        &progress,
-        &interrupt,
-    )
-    .await?;
+    let source = image::push::Source {
+        local_ref: &built.local_ref,
+        image_id: &built.image_id,
+        repository: &repository,
+        repository_name: stack_out.stack.output("RepositoryName", &env.stack_name)?,
+        tag: &tag.tag,
+    };
+    let pushed =
+        image::push::push(docker, &clients.ecr, &source, &login, &progress, &interrupt).await?;
     phases.push(Phase::new("push", t.elapsed()));
 
     // 5. First deploy: now that the image exists, the stack creates the service with it.
@@ -328,6 +328,20 @@ fn common_parameters(env: &Environment, found: &preflight::Found) -> Vec<Paramet
         param("Environment", &env.name),
         param("VpcId", &found.network.vpc_id),
         param("SubnetIds", found.network.subnet_ids.join(",")),
+        // posture: private tasks when the VPC has subnets for them (deploy/subnets.rs)
+        param("TaskSubnetIds", found.network.task_subnet_ids.join(",")),
+        param(
+            "AssignPublicIp",
+            if found.network.assign_public_ip {
+                "ENABLED"
+            } else {
+                "DISABLED"
+            },
+        ),
+        param("EnableExecuteCommand", env.exec.to_string()),
+        param("AccessLogsBucket", &env.access_logs_bucket),
+        param("KmsKeyArn", &env.kms_key_arn),
+        param("AlarmTopicArn", &env.alarm_topic_arn),
         param("VpcCidrs", found.network.vpc_cidrs.join(",")),
         param("Cpu", env.cpu.to_string()),
         param("Memory", env.memory.to_string()),

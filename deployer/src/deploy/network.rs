@@ -19,6 +19,11 @@ pub struct Network {
     pub vpc_id: String,
     pub subnet_ids: Vec<String>,
     pub zones: Vec<String>,
+    /// The tasks' subnets when they are not the load balancer's (private ones; `subnets.rs`).
+    pub task_subnet_ids: Vec<String>,
+    pub assign_public_ip: bool,
+    /// Why the tasks are placed as they are, when preflight has something to say about it.
+    pub note: Option<String>,
     /// The VPC's IPv4 blocks: where the load balancer answers `POST /publish` from.
     pub vpc_cidrs: Vec<String>,
 }
@@ -54,7 +59,10 @@ pub async fn resolve(ec2: &aws_sdk_ec2::Client, env: &Environment) -> anyhow::Re
             ))
         })
         .collect();
-    let mut network = pick(&vpc_id, subnets, !env.subnet_ids.is_empty())?;
+    let ids: Vec<String> = subnets.iter().map(|(id, _, _)| id.clone()).collect();
+    let routing = super::subnets::routing(ec2, &vpc_id, &ids).await?;
+    let mut network =
+        super::subnets::arrange(&vpc_id, subnets, &routing, !env.subnet_ids.is_empty())?;
     network.vpc_cidrs = vpc_cidrs(ec2, &vpc_id).await?;
     Ok(network)
 }
@@ -117,7 +125,7 @@ async fn default_vpc(ec2: &aws_sdk_ec2::Client) -> anyhow::Result<String> {
 }
 
 /// Chooses subnets: all configured ones (checked), or the first subnet of each zone.
-fn pick(
+pub(super) fn pick(
     vpc_id: &str,
     subnets: Vec<(String, String, String)>,
     configured: bool,
@@ -168,6 +176,9 @@ fn pick(
         vpc_id: vpc_id.to_owned(),
         subnet_ids,
         zones,
+        task_subnet_ids: Vec::new(),
+        assign_public_ip: true,
+        note: None,
         vpc_cidrs: Vec::new(),
     })
 }

@@ -41,8 +41,16 @@ pub async fn run(
     );
     match (account, docker, main, network, stack) {
         (Ok(account), Ok(docker_version), Ok(main), Ok(network), Ok(stack)) => {
+            if let Some(note) = &network.note {
+                step.println(format!("note: {note}"));
+            }
+            let tasks = if network.task_subnet_ids.is_empty() {
+                "tasks in public subnets".to_owned()
+            } else {
+                format!("tasks in private {}", network.task_subnet_ids.join(", "))
+            };
             step.finish(format!(
-                "account {account}, Docker {docker_version}, main stack {}, {} ({})",
+                "account {account}, Docker {docker_version}, main stack {}, {} ({}), {tasks}",
                 env.main_stack,
                 network.vpc_id,
                 network.zones.join(", ")

@@ -9,6 +9,7 @@
 //!   transient, rolls a release that fails fast back when asked to, and stops cleanly on
 //!   Ctrl-C.
 
+pub mod alarms;
 pub mod verdict;
 pub mod wait;
 

@@ -38,6 +38,8 @@ pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// Which deployment alarm fired, when ECS rolls back on one (`alarms.rs`).
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 impl Clients {
@@ -46,6 +48,7 @@ impl Clients {
             ecs: aws_sdk_ecs::Client::new(config),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
             logs: aws_sdk_cloudwatchlogs::Client::new(config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
         }
     }
 }
@@ -155,6 +158,7 @@ pub async fn wait(
             ),
         };
         if verdict.is_final() {
+            let verdict = super::alarms::name_the_alarm(clients, target, verdict).await;
             let line = verdict.describe();
             let report = watch.report(verdict, elapsed);
             if report.exit() == Exit::Success {

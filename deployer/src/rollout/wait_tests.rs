@@ -71,6 +71,7 @@ fn clients_with_elb(ecs_rules: &[&Rule], logs_rules: &[&Rule], elb_rules: &[&Rul
         ecs: aws_sdk_ecs::Client::from_conf(ecs),
         elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
         logs: aws_sdk_cloudwatchlogs::Client::from_conf(logs),
+        cloudwatch: crate::rollout::alarms::tests::cloudwatch(&[]),
     }
 }
 

@@ -110,6 +110,7 @@ pub async fn gather(clients: &Clients, env: &Environment) -> anyhow::Result<Stat
         region: clients.region.clone(),
         stack: stack.as_ref().map(|s| stack_state(s, &env.stack_name)),
         endpoint: outputs.get("WebSocketEndpoint").cloned(),
+        dashboard: outputs.get("DashboardUrl").cloned(),
         service: service.as_ref().map(|s| service_state(s, &cluster, &name)),
         deployments: service.as_ref().map(deployments).unwrap_or_default(),
         release,

@@ -13,6 +13,8 @@ pub struct Status {
     pub stack: Option<StackState>,
     /// Where clients connect (`ws://.../ws`).
     pub endpoint: Option<String>,
+    /// The environment's CloudWatch dashboard (its `DashboardUrl` output).
+    pub dashboard: Option<String>,
     pub service: Option<ServiceState>,
     pub deployments: Vec<DeploymentState>,
     /// The release the service runs now.

@@ -14,6 +14,9 @@ pub fn render(s: &Status) -> String {
     if let Some(endpoint) = &s.endpoint {
         let _ = writeln!(out, "Endpoint     {endpoint}");
     }
+    if let Some(dashboard) = &s.dashboard {
+        let _ = writeln!(out, "Dashboard    {dashboard}");
+    }
     match &s.stack {
         Some(stack) => {
             let updated = stack

@@ -2,5 +2,6 @@
 
 pub mod build;
 pub mod context;
+pub mod existing;
 pub mod push;
 pub mod tag;

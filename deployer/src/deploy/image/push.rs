@@ -1,7 +1,8 @@
 //! The push to ECR: credentials from GetAuthorizationToken (base64 `user:password` for the
-//! registry at `proxyEndpoint`), the image tagged with its immutable tag and `latest`, pushed
-//! with progress, and the manifest digest recorded (the task definition's tags keep it).
-//! A push of an unchanged image uploads no layer: the registry already has them all.
+//! registry at `proxyEndpoint`), the image tagged with its immutable tag, pushed with progress,
+//! and the manifest digest recorded (the task definition's tags keep it). The repository's tags
+//! are immutable, so there is no `latest`, and a tag already there is reused when it names the
+//! same image (`existing`). A push of an unchanged image uploads no layer.
 
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -11,6 +12,7 @@ use bollard::query_parameters::{PushImageOptionsBuilder, TagImageOptionsBuilder}
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
+use super::existing::{self, Decision};
 use crate::exit::{Exit, fail};
 use crate::interrupt::Interrupt;
 use crate::progress::{Progress, Step};
@@ -69,32 +71,56 @@ pub async fn ecr_login(ecr: &aws_sdk_ecr::Client) -> anyhow::Result<Login> {
     })
 }
 
-/// Tags `local_ref` as `repository:tag` and `repository:latest` and pushes both.
+/// The image to push and where: `repository` is the URI, `repository_name` its ECR name.
+pub struct Source<'a> {
+    pub local_ref: &'a str,
+    /// The local image ID, compared with what the repository may already hold under the tag.
+    pub image_id: &'a str,
+    pub repository: &'a str,
+    pub repository_name: &'a str,
+    pub tag: &'a str,
+}
+
+/// Tags `local_ref` as `repository:tag` and pushes it, unless the tag already names it.
 pub async fn push(
     docker: &Docker,
-    local_ref: &str,
-    repository: &str,
-    tag: &str,
+    ecr: &aws_sdk_ecr::Client,
+    source: &Source<'_>,
     login: &Login,
     progress: &Progress,
     interrupt: &Interrupt,
 ) -> anyhow::Result<Pushed> {
+    let Source {
+        local_ref,
+        repository,
+        tag,
+        ..
+    } = *source;
     let step = progress.step("push image");
-    for t in [tag, "latest"] {
-        docker
-            .tag_image(
-                local_ref,
-                Some(
-                    TagImageOptionsBuilder::default()
-                        .repo(repository)
-                        .tag(t)
-                        .build(),
-                ),
-            )
-            .await
-            .with_context(|| format!("tagging {local_ref} as {repository}:{t}"))?;
-    }
     let image = format!("{repository}:{tag}");
+    let found = existing::lookup(ecr, source.repository_name, tag).await?;
+    if let Decision::Reuse { digest } = existing::decide(found, source.image_id, repository, tag)? {
+        step.finish(format!("{image} already in the repository ({digest})"));
+        return Ok(Pushed {
+            image,
+            tag: tag.to_owned(),
+            digest,
+            layers_pushed: 0,
+            layers_existing: 0,
+        });
+    }
+    docker
+        .tag_image(
+            local_ref,
+            Some(
+                TagImageOptionsBuilder::default()
+                    .repo(repository)
+                    .tag(tag)
+                    .build(),
+            ),
+        )
+        .await
+        .with_context(|| format!("tagging {local_ref} as {repository}:{tag}"))?;
     let immutable = tokio::select! {
         r = push_tag(docker, repository, tag, login, &step) => r?,
         () = interrupt.wait() => {
@@ -108,8 +134,6 @@ pub async fn push(
             format!("the registry reported no digest for {image}"),
         )
     })?;
-    // `latest` is a convenience for people; nothing of ours runs it. Its layers are all there.
-    push_tag(docker, repository, "latest", login, &step).await?;
     step.finish(format!(
         "{image} ({} layer(s) pushed, {} already in the registry)",
         immutable.pushed, immutable.existing
