@@ -42,7 +42,7 @@ behaviour; product code never knows it talks to an emulator. See docs/testing.md
    json_denials.py answers in JSON as AWS does.
 13. Also with IAM enforced, moto checks Secrets Manager calls against resource "*", so a grant
    on one secret's ARN never matches: we name the secret's ARN, as AWS does.
-12. The stack's posture: alarms created by CloudFormation, the ALB metric dimensions
+14. The stack's posture: alarms created by CloudFormation, the ALB metric dimensions
     (LoadBalancerFullName, TargetGroupFullName) and the service's deployment alarms and ECS
     Exec setting: cfn_posture.py.
 """
