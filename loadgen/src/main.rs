@@ -15,6 +15,7 @@ mod net;
 mod pacing;
 mod ping;
 mod procfs;
+mod refused;
 mod target;
 mod wire;
 
@@ -45,6 +46,8 @@ enum Command {
     Forward(forward::Args),
     /// The kernel's own CPU per loopback send and per round trip on this machine (no server needed)
     Floor(floor::Args),
+    /// A flood of upgrades with a refused token: refusals/s, server CPU per 1,000 refused upgrades
+    Refused(refused::Args),
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<common::Report> {
@@ -54,6 +57,7 @@ async fn dispatch(command: Command) -> anyhow::Result<common::Report> {
         Command::Ping(args) => ping::run(args).await,
         Command::Forward(args) => forward::run(args).await,
         Command::Floor(args) => floor::run(args).await,
+        Command::Refused(args) => refused::run(args).await,
     }
 }
 
@@ -83,7 +87,18 @@ mod tests {
 
     /// ws-server on 127.0.0.1:0 with a publish token and no SQS queue; stops with the test.
     async fn start_server() -> String {
-        let vars = [("WEBSOCKET_HOST", "127.0.0.1"), ("PUBLISH_TOKEN", TOKEN)];
+        // No authentication and no rate limit: these tests are about the scenarios.
+        start_server_with(&[("WS_AUTH", "none")]).await
+    }
+
+    async fn start_server_with(auth: &[(&'static str, &'static str)]) -> String {
+        let mut vars = vec![
+            ("WEBSOCKET_HOST", "127.0.0.1"),
+            ("PUBLISH_TOKEN", TOKEN),
+            ("WS_RATE_PER_SECOND", "1000000"),
+            ("WS_RATE_BURST", "1000000"),
+        ];
+        vars.extend_from_slice(auth);
         let config = server::config::Config::from_lookup(|k| {
             vars.iter()
                 .find(|(name, _)| *name == k)
@@ -251,5 +266,30 @@ mod tests {
         let err = Cli::try_parse_from(["loadgen", "ping", "--server", "192.0.2.1:8080"])
             .expect_err("refused");
         assert!(err.to_string().contains("not a loopback address"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refused_counts_every_upgrade_refused_for_its_token() {
+        let server =
+            start_server_with(&[("WS_JWT_SECRET", "loadgen-test-secret-0123456789-0123456789")])
+                .await;
+        let pid = std::process::id().to_string();
+        let r = run(&[
+            "refused",
+            "--server",
+            &server,
+            "--server-pid",
+            &pid,
+            "-n",
+            "200",
+            "--concurrency",
+            "8",
+            "--token",
+            "not.a-valid.token",
+        ])
+        .await;
+        assert_eq!(r["refused"], 200, "{r}");
+        assert_eq!(r["other"], 0, "{r}");
+        assert!(r["cpu"]["server_cpu_ms_per_1000"].as_f64().is_some(), "{r}");
     }
 }

@@ -1,8 +1,10 @@
 //! Opening WebSocket connections to the server: from many loopback source addresses (127.0.0.2
 //! and up) so ephemeral ports do not run out at tens of thousands of connections, and with small
-//! read buffers so the generator's own memory stays flat.
+//! read buffers so the generator's own memory stays flat. With `LOADGEN_TOKEN` set, every
+//! upgrade carries `Authorization: Bearer <token>` (a server that checks tokens).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::{WebSocketStream, client_async_with_config};
@@ -59,8 +62,30 @@ fn client_config() -> WebSocketConfig {
     WebSocketConfig::default().read_buffer_size(8 * 1024)
 }
 
+/// The token every upgrade sends, from `LOADGEN_TOKEN`.
+fn token() -> Option<&'static str> {
+    static TOKEN: OnceLock<Option<String>> = OnceLock::new();
+    TOKEN
+        .get_or_init(|| {
+            std::env::var("LOADGEN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+        })
+        .as_deref()
+}
+
 /// Open a WebSocket to `path` (e.g. `/ws?project_id=x`) on the target, from `source` if given.
 pub async fn connect(target: &Target, path: &str, source: Option<IpAddr>) -> Result<Ws> {
+    connect_as(target, path, source, token()).await
+}
+
+/// [`connect`] with an explicit token (`None`: no `Authorization` header).
+pub async fn connect_as(
+    target: &Target,
+    path: &str,
+    source: Option<IpAddr>,
+    token: Option<&str>,
+) -> Result<Ws> {
     let addr = target.addr;
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
@@ -79,9 +104,18 @@ pub async fn connect(target: &Target, path: &str, source: Option<IpAddr>) -> Res
         .with_context(|| format!("TCP connect to {addr}"))?;
     stream.set_nodelay(true).context("setting TCP_NODELAY")?;
     let url = target.ws_url(path);
+    let mut request = url.as_str().into_client_request()?;
+    if let Some(t) = token {
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {t}")
+                .parse()
+                .context("LOADGEN_TOKEN is not a valid header value")?,
+        );
+    }
     let (ws, _) = timeout(
         REPLY_TIMEOUT,
-        client_async_with_config(url.as_str(), stream, Some(client_config())),
+        client_async_with_config(request, stream, Some(client_config())),
     )
     .await
     .with_context(|| format!("WebSocket upgrade of {url} timed out"))?

@@ -37,6 +37,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `WS_SQS_TIMEOUT_SECONDS`: bound on one forward, retries included.
     pub sqs_timeout: Duration,
+    /// Tokens and grants (`WS_JWT_*`, `WS_AUTH*`).
+    pub auth: crate::auth::AuthConfig,
+    /// Abuse limits (per IP, origin, rate, HTTP timeouts, outbox bytes).
+    pub guard: crate::limits::GuardConfig,
 }
 
 /// One URL per agent queue; an unset queue is disabled (forwards to it get an error).
@@ -122,10 +126,7 @@ impl Config {
     /// Reads variables through `lookup`, so tests can build a configuration without touching
     /// the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut r = Reader {
-            lookup: &lookup,
-            problems: Vec::new(),
-        };
+        let mut r = Reader::new(&lookup);
 
         let host = r.parsed(
             "WEBSOCKET_HOST",
@@ -172,6 +173,8 @@ impl Config {
         let shutdown_timeout =
             Duration::from_secs(r.number("WS_SHUTDOWN_TIMEOUT_SECONDS", 20, 1, 600));
         let sqs_timeout = Duration::from_secs(r.number("WS_SQS_TIMEOUT_SECONDS", 10, 1, 300));
+        let auth = crate::auth::AuthConfig::read(&mut r);
+        let guard = crate::limits::GuardConfig::read(&mut r);
 
         if r.problems.is_empty() {
             Ok(Config {
@@ -187,6 +190,8 @@ impl Config {
                 metrics_interval,
                 shutdown_timeout,
                 sqs_timeout,
+                auth,
+                guard,
             })
         } else {
             Err(ConfigError {
@@ -197,14 +202,25 @@ impl Config {
 }
 
 /// Reads variables and collects what is wrong with them instead of stopping at the first.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
-    problems: Vec<String>,
+    pub(crate) problems: Vec<String>,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    pub(crate) fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self {
+            lookup,
+            problems: Vec::new(),
+        }
+    }
+
+    pub(crate) fn problem(&mut self, p: String) {
+        self.problems.push(p);
+    }
+
     /// The trimmed value, `None` when unset; set-but-blank is a problem (it is always a typo).
-    fn optional(&mut self, name: &str) -> Option<String> {
+    pub(crate) fn optional(&mut self, name: &str) -> Option<String> {
         let value = (self.lookup)(name)?;
         let trimmed = value.trim();
         if trimmed.is_empty() {
@@ -235,7 +251,7 @@ impl Reader<'_> {
         }
     }
 
-    fn number<T>(&mut self, name: &str, default: T, min: u64, max: u64) -> T
+    pub(crate) fn number<T>(&mut self, name: &str, default: T, min: u64, max: u64) -> T
     where
         T: TryFrom<u64> + Copy,
     {
@@ -272,10 +288,17 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
+        let mut map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
+        // These tests are about the other variables; authentication has its own (auth/mod.rs).
+        if !map
+            .keys()
+            .any(|k| k.starts_with("WS_AUTH") || k.starts_with("WS_JWT"))
+        {
+            map.insert("WS_AUTH".into(), "none".into());
+        }
         Config::from_lookup(|k| map.get(k).cloned())
     }
 

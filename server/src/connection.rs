@@ -12,9 +12,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::value::RawValue;
 use tokio::task::JoinSet;
@@ -24,11 +24,14 @@ use tracing::{debug, info};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::admission::{Admitted, refuse};
+use crate::auth::Identity;
 use crate::forward::Forward;
+use crate::limits::{RequestRate, Verdict};
 use crate::metrics::incr;
 use crate::outbox::Outbox;
 use crate::protocol::{
-    Action, ErrorCode, QueueKind, Reply, RequestError, parse_request, valid_project_id,
+    Action, ErrorCode, QueueKind, Reply, RequestError, SessionInfo, parse_request, valid_project_id,
 };
 use crate::shutdown::ConnectionSlot;
 
@@ -43,6 +46,7 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const INVALID_PAYLOAD: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
 }
@@ -55,6 +59,9 @@ pub struct ConnectQuery {
 /// `GET /ws`: checks the request, takes a connection slot, upgrades.
 pub async fn upgrade(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
     Query(query): Query<ConnectQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -62,6 +69,7 @@ pub async fn upgrade(
         incr(&state.metrics.connections_refused);
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
             "server is shutting down; connect again",
         );
     }
@@ -70,14 +78,22 @@ pub async fn upgrade(
     {
         return refuse(
             StatusCode::BAD_REQUEST,
+            "invalid_project_id",
             "project_id must be a non-empty string of at most 256 bytes without control characters",
         );
     }
+    let project = query.project_id.as_deref();
+    let admitted = match crate::admission::admit(&state, &headers, uri.query(), peer, project).await
+    {
+        Ok(a) => a,
+        Err(refused) => return refused,
+    };
     let limits = &state.config.limits;
     let Some(slot) = state.drain.try_open(limits.max_connections) else {
         incr(&state.metrics.connections_refused);
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
+            "server_full",
             "connection limit of this task reached; connect again",
         );
     };
@@ -87,11 +103,7 @@ pub async fn upgrade(
         .max_write_buffer_size(WRITE_BUFFER_BYTES + 2 * limits.max_frame_bytes + 4096)
         .max_frame_size(hard)
         .max_message_size(hard)
-        .on_upgrade(move |socket| run(socket, state, slot, query.project_id))
-}
-
-fn refuse(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+        .on_upgrade(move |socket| run(socket, state, slot, admitted, query.project_id))
 }
 
 /// Why the loop ended, and so how the connection is closed.
@@ -104,6 +116,20 @@ enum Exit {
     KeepaliveTimeout,
     TooBig,
     ReadError(String),
+    /// The client stopped reading while frames waited for it (pongs do not count).
+    Stalled,
+    InvalidUtf8,
+    AuthTimeout,
+    AuthFailed(String),
+    TokenExpired,
+    RateAbuse,
+}
+
+/// What handling one frame calls for.
+enum Step {
+    Done,
+    Check(TokenCheck),
+    Exit(Exit),
 }
 
 /// What woke the connection loop, besides the outbox (which it writes as part of waiting).
@@ -120,6 +146,13 @@ type ForwardResult = (
     Result<String, RequestError>,
 );
 
+/// Who the connection is, once authenticated.
+struct Session {
+    identity: Identity,
+    /// When the token expires, and whether the client was warned; `None`: never.
+    expires: Option<(Instant, bool)>,
+}
+
 struct Conn {
     id: Uuid,
     state: AppState,
@@ -128,28 +161,56 @@ struct Conn {
     /// Created on the first forward; most connections never forward.
     forwards: Option<JoinSet<ForwardResult>>,
     inflight: usize,
+    /// `None` until the connection authenticates (by header or by its first frame).
+    session: Option<Session>,
+    /// When an unauthenticated connection is closed.
+    auth_deadline: Instant,
+    /// `?project_id=` of a connection that authenticates by frame: subscribed then, if granted.
+    pending_project: Option<String>,
+    rate: RequestRate,
 }
 
-async fn run(socket: WebSocket, state: AppState, slot: ConnectionSlot, project: Option<String>) {
+/// A token to check, found by [`Conn::handle`] and checked by the loop (it may need a JWKS
+/// fetch, so it is awaited there rather than in the synchronous request handler).
+struct TokenCheck {
+    token: String,
+    refresh: bool,
+    request_id: Option<Box<RawValue>>,
+}
+
+async fn run(
+    socket: WebSocket,
+    state: AppState,
+    slot: ConnectionSlot,
+    admitted: Admitted,
+    project: Option<String>,
+) {
     let id = Uuid::new_v4();
-    let outbox = Arc::new(Outbox::new(state.config.limits.outbox_messages));
-    state.hub.join(id, outbox.clone());
+    let outbox = Arc::new(Outbox::new(
+        state.config.limits.outbox_messages,
+        state.config.guard.outbox_bytes,
+    ));
+    let Admitted { identity, ip_slot } = admitted;
     let mut conn = Conn {
         id,
+        auth_deadline: Instant::now() + state.config.auth.timeout,
+        rate: RequestRate::new(&state.config.guard),
         state,
         outbox,
         subscriptions: Vec::new(),
         forwards: None,
         inflight: 0,
+        session: None,
+        pending_project: project,
     };
-    if let Some(p) = project {
-        let p: Arc<str> = Arc::from(p);
-        conn.state.hub.subscribe(&p, id, &conn.outbox);
-        conn.subscriptions.push(p);
+    if let Some(identity) = identity {
+        // `?project_id=` was checked against the grants at the upgrade (403 if not granted).
+        let _ = conn.start_session(identity);
     }
     let subs: Vec<String> = conn.subscriptions.iter().map(|s| s.to_string()).collect();
     let id_text = id.to_string();
     let limits = &conn.state.config.limits;
+    let session = conn.session.as_ref().map(|s| &s.identity);
     conn.send(&Reply::Welcome {
         connection_id: &id_text,
         server_version: crate::VERSION,
@@ -157,6 +218,9 @@ async fn run(socket: WebSocket, state: AppState, slot: ConnectionSlot, project: 
         max_frame_bytes: limits.max_frame_bytes,
         max_subscriptions: limits.max_subscriptions,
         ping_interval_seconds: conn.state.config.keepalive.ping_interval.as_secs(),
+        user_id: session.map(|i| &*i.user_id),
+        expires_at: session.and_then(|i| i.expires_at),
+        auth_timeout_seconds: conn.state.config.auth.timeout.as_secs(),
     });
     drop(subs);
     debug!(connection_id = %id, "connection opened");
@@ -168,12 +232,36 @@ async fn run(socket: WebSocket, state: AppState, slot: ConnectionSlot, project: 
     // every idle connection carries.
     Box::pin(conn.finish(exit, &mut socket)).await;
     drop(slot);
+    drop(ip_slot);
 }
 
 impl Conn {
     /// Queues a reply. A client whose queue is full is closed by the loop (overflow signal).
+    /// A reply larger than the outbox's byte bound becomes a `reply_too_large` error instead of
+    /// overflowing the outbox (which would close the connection as slow).
     fn send(&self, reply: &Reply<'_>) {
-        let _ = self.outbox.push_own(Utf8Bytes::from(reply.to_text()));
+        let text = reply.to_text();
+        if text.len() > self.outbox.max_bytes() {
+            let request_id = match reply {
+                Reply::Authenticated { request_id, .. } | Reply::Refreshed { request_id, .. } => {
+                    *request_id
+                }
+                _ => None,
+            };
+            let message = format!(
+                "the reply is {} bytes, over the limit of {} (WS_OUTBOX_BYTES); the request was done",
+                text.len(),
+                self.outbox.max_bytes()
+            );
+            let error = Reply::Error {
+                request_id,
+                code: ErrorCode::ReplyTooLarge,
+                message: &message,
+            };
+            let _ = self.outbox.push_own(Utf8Bytes::from(error.to_text()));
+            return;
+        }
+        let _ = self.outbox.push_own(Utf8Bytes::from(text));
     }
 
     fn send_error(&self, request_id: Option<&RawValue>, e: &RequestError) {
@@ -191,13 +279,19 @@ impl Conn {
     async fn serve(&mut self, socket: &mut WebSocket) -> Exit {
         let keepalive = self.state.config.keepalive.clone();
         let max_inflight = self.state.config.limits.max_inflight_forwards;
+        let write_timeout = self.state.config.guard.write_timeout;
         let mut drain = self.state.drain.watch();
         let outbox = self.outbox.clone();
         // The welcome is queued (own replies wake nobody; the loop writes after each event).
         let mut want_write = true;
         let mut last_heard = Instant::now();
         let mut ping_sent: Option<Instant> = None;
-        let mut timer = pin!(tokio::time::sleep(keepalive.ping_interval));
+        // Since when the socket has refused to take more (the client is not reading).
+        let mut stalled_since: Option<Instant> = None;
+        let mut keepalive_at = last_heard + keepalive.ping_interval;
+        let mut timer = pin!(tokio::time::sleep_until(
+            keepalive_at.min(self.next_deadline())
+        ));
         // Created once and kept registered, rather than once per pass of the loop.
         let mut draining = pin!(crate::shutdown::draining(&mut drain));
         let mut overflowed = pin!(outbox.overflowed_signal());
@@ -214,11 +308,24 @@ impl Conn {
                 loop {
                     if want_write {
                         match poll_pump(socket, &outbox, cx) {
-                            Poll::Ready(Ok(())) => want_write = false,
+                            Poll::Ready(Ok(())) => {
+                                want_write = false;
+                                stalled_since = None;
+                            }
                             Poll::Ready(Err(_)) => {
                                 return Poll::Ready(Event::Exit(Exit::ClientGone));
                             }
-                            Poll::Pending => break,
+                            Poll::Pending => {
+                                if stalled_since.is_none() {
+                                    let now = Instant::now();
+                                    stalled_since = Some(now);
+                                    let at = now + write_timeout;
+                                    if at < timer.deadline() {
+                                        timer.as_mut().reset(at);
+                                    }
+                                }
+                                break;
+                            }
                         }
                     }
                     // Nothing left to write: wait for the next frame (ready at once if one came).
@@ -254,61 +361,266 @@ impl Conn {
                 }
                 Event::Read(msg) => {
                     last_heard = Instant::now();
-                    match msg {
+                    let step = match msg {
                         None => return Exit::ClientGone,
                         Some(Err(e)) => return read_error(e),
                         Some(Ok(Message::Close(_))) => return Exit::ClientClosed,
                         Some(Ok(m)) => self.handle(m),
+                    };
+                    match step {
+                        Step::Done => {}
+                        Step::Exit(exit) => return exit,
+                        // Boxed: a token check is rare and its future is large.
+                        Step::Check(check) => {
+                            if let Err(exit) = Box::pin(self.check_token(check)).await {
+                                return exit;
+                            }
+                        }
                     }
                     // Also flushes what the WebSocket layer queued itself (a pong to a ping).
                     want_write = true;
                 }
                 Event::Timer => {
                     let now = Instant::now();
-                    if let Some(sent) = ping_sent {
-                        if last_heard < sent {
-                            return Exit::KeepaliveTimeout;
-                        }
-                        ping_sent = None;
+                    if stalled_since.is_some_and(|t| now >= t + write_timeout) {
+                        return Exit::Stalled;
                     }
-                    let quiet_until = last_heard + keepalive.ping_interval;
-                    if now >= quiet_until {
-                        let ping = socket.send(Message::Ping(bytes::Bytes::new()));
-                        // Boxed for the same reason as the closing path.
-                        let ping = Box::pin(tokio::time::timeout(keepalive.pong_timeout, ping));
-                        if !matches!(ping.await, Ok(Ok(()))) {
-                            return Exit::KeepaliveTimeout;
-                        }
-                        ping_sent = Some(now);
-                        timer.as_mut().reset(now + keepalive.pong_timeout);
-                    } else {
-                        timer.as_mut().reset(quiet_until);
+                    if let Some(exit) = self.check_deadlines(now) {
+                        return exit;
                     }
+                    want_write = true;
+                    if now >= keepalive_at {
+                        if let Some(sent) = ping_sent {
+                            if last_heard < sent {
+                                return Exit::KeepaliveTimeout;
+                            }
+                            ping_sent = None;
+                        }
+                        let quiet_until = last_heard + keepalive.ping_interval;
+                        if now >= quiet_until {
+                            let ping = socket.send(Message::Ping(bytes::Bytes::new()));
+                            // Boxed for the same reason as the closing path.
+                            let ping = Box::pin(tokio::time::timeout(keepalive.pong_timeout, ping));
+                            if !matches!(ping.await, Ok(Ok(()))) {
+                                return Exit::KeepaliveTimeout;
+                            }
+                            ping_sent = Some(now);
+                            keepalive_at = now + keepalive.pong_timeout;
+                        } else {
+                            keepalive_at = quiet_until;
+                        }
+                    }
+                    let mut next = keepalive_at.min(self.next_deadline());
+                    if let Some(t) = stalled_since {
+                        next = next.min(t + write_timeout);
+                    }
+                    timer.as_mut().reset(next);
+                }
+            }
+            // A new session moves the deadlines (authentication, refresh).
+            let next = self.next_deadline();
+            if next < timer.deadline() {
+                timer.as_mut().reset(next);
+            }
+        }
+    }
+
+    /// The earliest of the authentication deadline, the expiry warning and the expiry.
+    fn next_deadline(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        match &self.session {
+            None => self.auth_deadline,
+            Some(Session {
+                expires: Some((at, warned)),
+                ..
+            }) => {
+                if *warned {
+                    *at
+                } else {
+                    at.checked_sub(self.state.config.auth.expiry_warning)
+                        .unwrap_or(*at)
+                }
+            }
+            Some(_) => far,
+        }
+    }
+
+    /// Closes an unauthenticated connection past its deadline and an expired session; warns
+    /// shortly before the expiry.
+    fn check_deadlines(&mut self, now: Instant) -> Option<Exit> {
+        let warning = self.state.config.auth.expiry_warning;
+        match &mut self.session {
+            None if now >= self.auth_deadline => Some(Exit::AuthTimeout),
+            None => None,
+            Some(Session {
+                identity,
+                expires: Some((at, warned)),
+            }) => {
+                if now >= *at {
+                    return Some(Exit::TokenExpired);
+                }
+                if !*warned && now + warning >= *at {
+                    *warned = true;
+                    let left = at.saturating_duration_since(now).as_secs();
+                    let expires_at = identity.expires_at.unwrap_or(0);
+                    self.send(&Reply::TokenExpiring {
+                        expires_at,
+                        seconds_left: left,
+                    });
+                }
+                None
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// Starts (or, on refresh, replaces) the session: the hub learns the user, and the
+    /// subscriptions follow the grants.
+    ///
+    /// Returns the refusal of a `?project_id=` the token does not grant, to be sent after the
+    /// reply that reports the session.
+    fn start_session(&mut self, identity: Identity) -> Option<RequestError> {
+        let expires = identity.expires_at.map(|exp| {
+            let left = exp.saturating_sub(unix_now());
+            (Instant::now() + Duration::from_secs(left), false)
+        });
+        let hub = &self.state.hub;
+        match self.session.take() {
+            None => hub.join(self.id, self.outbox.clone()),
+            Some(old) if old.identity.user_id != identity.user_id => {
+                hub.leave_user(&old.identity.user_id, self.id);
+            }
+            Some(_) => {}
+        }
+        hub.join_user(&identity.user_id, self.id, &self.outbox);
+        // Subscriptions the new grants do not cover end now.
+        let grants = identity.grants.clone();
+        self.subscriptions.retain(|p| {
+            let keep = grants.project(p);
+            if !keep {
+                hub.unsubscribe(p, self.id);
+            }
+            keep
+        });
+        self.session = Some(Session { identity, expires });
+        let p = self.pending_project.take()?;
+        if grants.project(&p) {
+            self.add_subscription(&p);
+            return None;
+        }
+        incr(&self.state.metrics.forbidden);
+        Some(RequestError::new(
+            ErrorCode::Forbidden,
+            "the token does not grant the project_id of the connect URL; not subscribed",
+        ))
+    }
+
+    /// Checks an `authenticate` or `refresh` token. `Err` closes the connection (a failed
+    /// `authenticate`); a failed `refresh` only gets its error reply and changes nothing.
+    async fn check_token(&mut self, check: TokenCheck) -> Result<(), Exit> {
+        let rid = check.request_id.as_deref();
+        match (&self.session, check.refresh) {
+            (Some(_), false) if !self.state.auth.is_disabled() => {
+                self.send_error(
+                    rid,
+                    &RequestError::new(
+                        ErrorCode::AlreadyAuthenticated,
+                        "this connection is already authenticated; send refresh with a new token",
+                    ),
+                );
+                return Ok(());
+            }
+            (None, true) => {
+                self.send_error(
+                    rid,
+                    &RequestError::new(
+                        ErrorCode::Unauthenticated,
+                        "nothing to refresh: authenticate first",
+                    ),
+                );
+                return Ok(());
+            }
+            _ => {}
+        }
+        let result = self.state.auth.verify(&check.token).await;
+        let result = match (&self.session, result) {
+            (Some(s), Ok(new)) if check.refresh && s.identity.user_id != new.user_id => {
+                Err(crate::auth::TokenError::Invalid(format!(
+                    "a refresh must be for the same user: this connection is {:?}",
+                    crate::protocol::short(&s.identity.user_id)
+                )))
+            }
+            (_, r) => r,
+        };
+        match result {
+            Ok(identity) => {
+                let refused_project = self.start_session(identity);
+                let Some(session) = &self.session else {
+                    return Ok(());
+                };
+                let i = &session.identity;
+                let info = SessionInfo {
+                    user_id: &i.user_id,
+                    expires_at: i.expires_at,
+                    projects: i.grants.projects_list(),
+                    queues: i.grants.queues_list(),
+                    subscriptions: self.subscriptions.iter().map(|s| &**s).collect(),
+                };
+                self.send(&if check.refresh {
+                    Reply::Refreshed {
+                        request_id: rid,
+                        session: info,
+                    }
+                } else {
+                    Reply::Authenticated {
+                        request_id: rid,
+                        session: info,
+                    }
+                });
+                if let Some(e) = refused_project {
+                    self.send_error(None, &e);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                incr(&self.state.metrics.auth_failures);
+                self.send_error(rid, &e.to_request_error());
+                if check.refresh {
+                    Ok(())
+                } else {
+                    Err(Exit::AuthFailed(e.message()))
                 }
             }
         }
     }
 
-    fn handle(&mut self, msg: Message) {
+    fn handle(&mut self, msg: Message) -> Step {
         let text = match msg {
             Message::Text(t) => t,
             Message::Binary(_) => {
                 incr(&self.state.metrics.messages_received);
-                return self.send_error(
+                if let Some(step) = self.over_rate(None) {
+                    return step;
+                }
+                self.send_error(
                     None,
                     &RequestError::new(
                         ErrorCode::BinaryNotSupported,
                         "binary frames are not supported; send JSON as a text frame",
                     ),
                 );
+                return Step::Done;
             }
             // Pings are answered by the WebSocket layer; pongs only prove liveness.
-            _ => return,
+            _ => return Step::Done,
         };
         incr(&self.state.metrics.messages_received);
         let max = self.state.config.limits.max_frame_bytes;
         if text.len() > max {
-            return self.send_error(
+            if let Some(step) = self.over_rate(None) {
+                return step;
+            }
+            self.send_error(
                 None,
                 &RequestError::new(
                     ErrorCode::FrameTooLarge,
@@ -318,17 +630,52 @@ impl Conn {
                     ),
                 ),
             );
+            return Step::Done;
         }
         let parsed = parse_request(&text);
         let rid = parsed.request_id.as_deref();
-        match parsed.action {
-            Err(e) => self.send_error(rid, &e),
-            Ok(Action::Ping) => self.send(&Reply::Pong {
+        if let Some(step) = self.over_rate(rid) {
+            return step;
+        }
+        let action = match parsed.action {
+            Err(e) => {
+                self.send_error(rid, &e);
+                return Step::Done;
+            }
+            Ok(Action::Authenticate { token, refresh }) => {
+                return Step::Check(TokenCheck {
+                    token,
+                    refresh,
+                    request_id: parsed.request_id,
+                });
+            }
+            Ok(a) => a,
+        };
+        let Some(session) = &self.session else {
+            self.send_error(
+                rid,
+                &RequestError::new(
+                    ErrorCode::Unauthenticated,
+                    "authenticate first: {\"action\":\"authenticate\",\"token\":\"<jwt>\"}",
+                ),
+            );
+            return Step::Done;
+        };
+        let grants = session.identity.grants.clone();
+        match action {
+            Action::Authenticate { .. } => {}
+            Action::Ping => self.send(&Reply::Pong {
                 request_id: rid,
                 timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             }),
-            Ok(Action::Subscribe { project_id }) => self.subscribe(rid, project_id),
-            Ok(Action::Unsubscribe { project_id }) => {
+            Action::Subscribe { project_id } => {
+                if !grants.project(&project_id) {
+                    self.forbidden(rid, "the token does not grant this project");
+                } else {
+                    self.subscribe(rid, project_id);
+                }
+            }
+            Action::Unsubscribe { project_id } => {
                 if let Some(i) = self.subscriptions.iter().position(|s| **s == *project_id) {
                     self.subscriptions.swap_remove(i);
                     self.state.hub.unsubscribe(&project_id, self.id);
@@ -338,16 +685,27 @@ impl Conn {
                     project_id: &project_id,
                 });
             }
-            Ok(Action::Forward {
+            Action::Forward {
                 queue,
                 project_id,
                 data,
-            }) => {
+            } => {
+                if !grants.queue(queue) {
+                    self.forbidden(rid, "the token does not grant this queue");
+                    return Step::Done;
+                }
+                if let Some(p) = &project_id
+                    && !grants.project(p)
+                {
+                    self.forbidden(rid, "the token does not grant this project");
+                    return Step::Done;
+                }
                 let f = Forward {
                     queue,
                     project_id,
                     data,
                     connection_id: self.id.to_string(),
+                    user_id: session.identity.user_id.to_string(),
                     request_id: parsed.request_id,
                 };
                 let state = self.state.clone();
@@ -360,6 +718,47 @@ impl Conn {
                     });
             }
         }
+        Step::Done
+    }
+
+    /// `Some` when the request must not be processed: over the rate (answered
+    /// `rate_limited`) or abusive (the connection is closed).
+    fn over_rate(&self, rid: Option<&RawValue>) -> Option<Step> {
+        match self.rate.check() {
+            Verdict::Allowed => None,
+            Verdict::Refused => {
+                incr(&self.state.metrics.rate_limited);
+                let g = &self.state.config.guard;
+                self.send(&Reply::Error {
+                    request_id: rid,
+                    code: ErrorCode::RateLimited,
+                    message: &format!(
+                        "over {} requests a second (burst {}); this request was not processed, slow down and send it again",
+                        g.rate_per_second, g.rate_burst
+                    ),
+                });
+                Some(Step::Done)
+            }
+            Verdict::Abusive => {
+                incr(&self.state.metrics.rate_limited);
+                Some(Step::Exit(Exit::RateAbuse))
+            }
+        }
+    }
+
+    fn forbidden(&self, rid: Option<&RawValue>, why: &str) {
+        incr(&self.state.metrics.forbidden);
+        self.send(&Reply::Error {
+            request_id: rid,
+            code: ErrorCode::Forbidden,
+            message: why,
+        });
+    }
+
+    fn add_subscription(&mut self, project_id: &str) {
+        let p: Arc<str> = Arc::from(project_id);
+        self.state.hub.subscribe(&p, self.id, &self.outbox);
+        self.subscriptions.push(p);
     }
 
     fn subscribe(&mut self, rid: Option<&RawValue>, project_id: String) {
@@ -374,9 +773,7 @@ impl Conn {
                     ),
                 );
             }
-            let p: Arc<str> = Arc::from(project_id.as_str());
-            self.state.hub.subscribe(&p, self.id, &self.outbox);
-            self.subscriptions.push(p);
+            self.add_subscription(&project_id);
         }
         self.send(&Reply::Subscribed {
             request_id: rid,
@@ -421,6 +818,13 @@ impl Conn {
     /// Closes the connection the way `exit` calls for, then forgets it.
     async fn finish(mut self, exit: Exit, socket: &mut WebSocket) {
         let id = self.id;
+        if matches!(
+            exit,
+            Exit::AuthFailed(_) | Exit::AuthTimeout | Exit::TokenExpired | Exit::RateAbuse
+        ) {
+            // The error reply or warning that explains the close goes out before it.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, pump(socket, &self.outbox)).await;
+        }
         let close = match &exit {
             Exit::Draining => {
                 // Forwards in flight complete and their replies go out before the close.
@@ -434,23 +838,58 @@ impl Conn {
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, pump(socket, &self.outbox)).await;
                 Some((
                     close_code::GOING_AWAY,
-                    "server shutting down; connect again",
+                    "server shutting down; connect again".into(),
                 ))
             }
             Exit::TooSlow => {
                 incr(&self.state.metrics.slow_clients_closed);
                 info!(connection_id = %id, "closing a client that fell behind (outbound queue full)");
-                Some((close_code::POLICY, "too slow: outbound queue overflowed"))
+                Some((
+                    close_code::POLICY,
+                    "too slow: outbound queue overflowed".into(),
+                ))
             }
             Exit::KeepaliveTimeout => {
                 incr(&self.state.metrics.keepalive_timeouts);
                 info!(connection_id = %id, "closing a client that stopped answering pings");
-                Some((close_code::POLICY, "keepalive timeout: no answer to ping"))
+                Some((
+                    close_code::POLICY,
+                    "keepalive timeout: no answer to ping".into(),
+                ))
             }
-            Exit::TooBig => Some((close_code::TOO_BIG, "frame far over the size limit")),
+            Exit::TooBig => Some((close_code::TOO_BIG, "frame far over the size limit".into())),
             Exit::ReadError(e) => {
                 debug!(connection_id = %id, error = %e, "read error");
-                Some((close_code::PROTOCOL_ERROR, "protocol error"))
+                Some((close_code::PROTOCOL_ERROR, "protocol error".into()))
+            }
+            Exit::InvalidUtf8 => Some((
+                close_code::INVALID_PAYLOAD,
+                "invalid UTF-8 in a text frame".into(),
+            )),
+            Exit::Stalled => {
+                incr(&self.state.metrics.slow_clients_closed);
+                info!(connection_id = %id, "closing a client that stopped reading");
+                Some((
+                    close_code::POLICY,
+                    "too slow: outbound writes stalled".into(),
+                ))
+            }
+            Exit::AuthTimeout => {
+                incr(&self.state.metrics.auth_failures);
+                let secs = self.state.config.auth.timeout.as_secs();
+                Some((
+                    close_code::POLICY,
+                    format!("auth timeout: authenticate within {secs} s"),
+                ))
+            }
+            Exit::AuthFailed(why) => Some((close_code::POLICY, close_reason("auth failed", why))),
+            Exit::TokenExpired => Some((
+                close_code::POLICY,
+                "token expired: refresh before expires_at".into(),
+            )),
+            Exit::RateAbuse => {
+                info!(connection_id = %id, "closing a client that kept sending over its rate");
+                Some((close_code::POLICY, "rate limit: too many requests".into()))
             }
             Exit::ClientClosed | Exit::ClientGone => None,
         };
@@ -460,11 +899,14 @@ impl Conn {
         }
         self.outbox.close();
         self.state.hub.leave(id, &self.subscriptions);
+        if let Some(s) = &self.session {
+            self.state.hub.leave_user(&s.identity.user_id, id);
+        }
         match close {
             Some((code, reason)) => {
                 let frame = CloseFrame {
                     code,
-                    reason: Utf8Bytes::from_static(reason),
+                    reason: Utf8Bytes::from(reason),
                 };
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
                     if socket.send(Message::Close(Some(frame))).await.is_ok() {
@@ -517,9 +959,28 @@ async fn join_next(
     }
 }
 
+/// `prefix: why`, cut to the 123 bytes a close reason may have.
+fn close_reason(prefix: &str, why: &str) -> String {
+    let mut r = format!("{prefix}: {why}");
+    let mut end = r.len().min(123);
+    while !r.is_char_boundary(end) {
+        end -= 1;
+    }
+    r.truncate(end);
+    r
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 fn read_error(e: axum::Error) -> Exit {
     let inner = e.into_inner();
     match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Utf8(_)) => Exit::InvalidUtf8,
         Some(tungstenite::Error::Capacity(_)) => Exit::TooBig,
         Some(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
             Exit::ClientGone

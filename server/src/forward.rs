@@ -20,6 +20,8 @@ pub struct Forward {
     pub project_id: Option<String>,
     pub data: Box<RawValue>,
     pub connection_id: String,
+    /// The sender's authenticated `sub`, so an agent knows who asked.
+    pub user_id: String,
     pub request_id: Option<Box<RawValue>>,
 }
 
@@ -68,7 +70,8 @@ impl Forwarder {
             .queue_url(url)
             .message_body(f.data.get())
             .message_attributes("connection_id", string_attr(&f.connection_id)?)
-            .message_attributes("type", string_attr(queue.as_str())?);
+            .message_attributes("type", string_attr(queue.as_str())?)
+            .message_attributes("user_id", string_attr(&f.user_id)?);
         if let Some(p) = &f.project_id {
             req = req.message_attributes("project_id", string_attr(p)?);
         }

@@ -41,6 +41,19 @@ pub trait Hub: Send + Sync + 'static {
         project: Option<&str>,
         frame: Utf8Bytes,
     ) -> Pin<Box<dyn Future<Output = Delivery> + Send + 'static>>;
+
+    // ---- per-user delivery: the third target, beside a project and everyone ----
+
+    /// A connection authenticated as `user`: it receives that user's updates.
+    fn join_user(&self, user: &Arc<str>, id: ConnId, outbox: &Arc<Outbox>);
+    /// The connection closed (or its user changed): forget it for `user`.
+    fn leave_user(&self, user: &str, id: ConnId);
+    /// Delivers `frame` to every connection authenticated as `user`.
+    fn publish_user(
+        &self,
+        user: &str,
+        frame: Utf8Bytes,
+    ) -> Pin<Box<dyn Future<Output = Delivery> + Send + 'static>>;
 }
 
 type Members = HashMap<ConnId, Arc<Outbox>>;
@@ -50,6 +63,8 @@ type Members = HashMap<ConnId, Arc<Outbox>>;
 pub struct LocalHub {
     all: RwLock<Members>,
     projects: RwLock<HashMap<Arc<str>, Members>>,
+    /// Connections by the `sub` they authenticated as.
+    users: RwLock<HashMap<Arc<str>, Members>>,
 }
 
 fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -87,6 +102,14 @@ impl LocalHub {
                 .map(|m| Self::deliver(m, frame))
                 .unwrap_or_default(),
         }
+    }
+
+    /// Delivers synchronously to one user's connections.
+    pub fn deliver_to_user(&self, user: &str, frame: &Utf8Bytes) -> Delivery {
+        read(&self.users)
+            .get(user)
+            .map(|m| Self::deliver(m, frame))
+            .unwrap_or_default()
     }
 
     pub fn connection_count(&self) -> usize {
@@ -128,6 +151,26 @@ impl Hub for LocalHub {
         let d = self.deliver_now(project, &frame);
         Box::pin(std::future::ready(d))
     }
+
+    fn join_user(&self, user: &Arc<str>, id: ConnId, outbox: &Arc<Outbox>) {
+        write(&self.users)
+            .entry(user.clone())
+            .or_default()
+            .insert(id, outbox.clone());
+    }
+
+    fn leave_user(&self, user: &str, id: ConnId) {
+        remove_member(&mut write(&self.users), user, id);
+    }
+
+    fn publish_user(
+        &self,
+        user: &str,
+        frame: Utf8Bytes,
+    ) -> Pin<Box<dyn Future<Output = Delivery> + Send + 'static>> {
+        let d = self.deliver_to_user(user, &frame);
+        Box::pin(std::future::ready(d))
+    }
 }
 
 fn remove_member(map: &mut HashMap<Arc<str>, Members>, project: &str, id: ConnId) {
@@ -147,7 +190,10 @@ mod tests {
     fn publish_reaches_exactly_the_subscribers() {
         let hub = LocalHub::new();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let (oa, ob) = (Arc::new(Outbox::new(4)), Arc::new(Outbox::new(4)));
+        let (oa, ob) = (
+            Arc::new(Outbox::new(4, 1024)),
+            Arc::new(Outbox::new(4, 1024)),
+        );
         hub.join(a, oa.clone());
         hub.join(b, ob.clone());
         let p: Arc<str> = Arc::from("p1");
@@ -180,10 +226,35 @@ mod tests {
     }
 
     #[test]
+    fn a_user_publish_reaches_only_that_users_connections() {
+        let hub = LocalHub::new();
+        let (a1, a2, b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let o: Vec<Arc<Outbox>> = (0..3).map(|_| Arc::new(Outbox::new(4, 1024))).collect();
+        let (alice, bob): (Arc<str>, Arc<str>) = (Arc::from("alice"), Arc::from("bob"));
+        hub.join_user(&alice, a1, &o[0]);
+        hub.join_user(&alice, a2, &o[1]);
+        hub.join_user(&bob, b, &o[2]);
+        assert_eq!(
+            hub.deliver_to_user("alice", &Utf8Bytes::from("j"))
+                .delivered,
+            2
+        );
+        assert!(o[2].is_empty());
+        hub.leave_user("alice", a1);
+        hub.leave_user("alice", a2);
+        assert_eq!(
+            hub.deliver_to_user("alice", &Utf8Bytes::from("j"))
+                .delivered,
+            0
+        );
+        assert!(!read(&hub.users).contains_key("alice"));
+    }
+
+    #[test]
     fn a_full_outbox_counts_as_dropped() {
         let hub = LocalHub::new();
         let id = Uuid::new_v4();
-        let o = Arc::new(Outbox::new(1));
+        let o = Arc::new(Outbox::new(1, 1024));
         hub.join(id, o.clone());
         assert_eq!(hub.deliver_now(None, &Utf8Bytes::from("1")).delivered, 1);
         assert_eq!(hub.deliver_now(None, &Utf8Bytes::from("2")).dropped, 1);

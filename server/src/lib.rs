@@ -6,11 +6,15 @@
 //! (broadcast and per-client backpressure), [`forward`] (SQS), [`publish`], [`health`],
 //! [`shutdown`] (drain), [`metrics`] and [`logging`]. `main.rs` only wires them together.
 
+pub mod admission;
+pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod forward;
 pub mod health;
+pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;
@@ -26,7 +30,6 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -45,6 +48,10 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub drain: Arc<Drain>,
     pub started: Instant,
+    /// Checks tokens (see [`auth`]).
+    pub auth: auth::Authenticator,
+    /// Open connections per client IP (see [`limits`]).
+    pub per_ip: Arc<limits::PerIp>,
 }
 
 #[derive(Clone)]
@@ -67,6 +74,8 @@ impl AppState {
     pub fn with_hub(config: Config, hub: Arc<dyn Hub>, forwarder: Forwarder) -> Self {
         let metrics = Arc::new(Metrics::default());
         Self(Arc::new(Shared {
+            auth: auth::Authenticator::new(&config.auth),
+            per_ip: Arc::default(),
             config,
             hub,
             forwarder,
@@ -85,7 +94,13 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route(
             "/publish",
-            post(publish::publish).layer(DefaultBodyLimit::max(body_limit)),
+            post(publish::publish)
+                .layer(DefaultBodyLimit::max(body_limit))
+                // Outermost: the token is checked before any of the body is read.
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    publish::gate,
+                )),
         )
         .with_state(state)
 }
@@ -105,17 +120,14 @@ pub async fn serve(
     state: AppState,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        // Replies are small and latency matters more than packet count.
-        let _ = tcp.set_nodelay(true);
-    });
     let drain_state = state.clone();
     let drained = async move {
         signal.await;
         drain(&drain_state).await;
     };
-    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(drained);
-    let mut server = std::pin::pin!(server.into_future());
+    let header_timeout = state.config.guard.header_timeout;
+    let server = http::serve(listener, app(state.clone()), header_timeout, drained);
+    let mut server = std::pin::pin!(server);
     // The server returns after the drain once open HTTP requests finish; do not let a stuck
     // keep-alive client hold the exit beyond the shutdown budget.
     tokio::select! {

@@ -52,6 +52,14 @@ async fn main() -> ExitCode {
     let environment = config.environment.clone();
     let interval = config.metrics_interval;
     let state = AppState::new(config, &sdk);
+    if state.auth.is_disabled() {
+        tracing::warn!(
+            "WS_AUTH=none: authentication is OFF, every client is 'anonymous' with every grant; for local development only"
+        );
+    } else {
+        let warm = state.clone();
+        tokio::spawn(async move { warm.auth.warm_up().await });
+    }
     let emitter = tokio::spawn(metrics::emit_every(
         state.metrics.clone(),
         environment.clone(),

@@ -23,6 +23,11 @@ pub struct Metrics {
     pub forwards_failed: AtomicU64,
     pub slow_clients_closed: AtomicU64,
     pub keepalive_timeouts: AtomicU64,
+    pub auth_failures: AtomicU64,
+    pub forbidden: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub refused_per_ip: AtomicU64,
+    pub origins_refused: AtomicU64,
 }
 
 pub fn incr(c: &AtomicU64) {
@@ -42,7 +47,7 @@ impl Metrics {
 
     /// One EMF line with the counters since the previous call (they restart from zero).
     pub fn emf_line(&self, environment: &str, timestamp_ms: i64) -> String {
-        let counters: [(&str, &AtomicU64); 9] = [
+        let counters: [(&str, &AtomicU64); 14] = [
             ("ConnectionsOpened", &self.connections_opened),
             ("ConnectionsRefused", &self.connections_refused),
             ("MessagesReceived", &self.messages_received),
@@ -52,6 +57,11 @@ impl Metrics {
             ("ForwardsFailed", &self.forwards_failed),
             ("SlowClientsClosed", &self.slow_clients_closed),
             ("KeepaliveTimeouts", &self.keepalive_timeouts),
+            ("AuthFailures", &self.auth_failures),
+            ("Forbidden", &self.forbidden),
+            ("RateLimited", &self.rate_limited),
+            ("ConnectionsRefusedPerIp", &self.refused_per_ip),
+            ("OriginsRefused", &self.origins_refused),
         ];
         let mut definitions = vec![json!({"Name": "OpenConnections", "Unit": "Count"})];
         let mut root = Map::new();

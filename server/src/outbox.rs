@@ -29,6 +29,8 @@ enum State {
 #[derive(Debug)]
 struct Inner {
     queue: VecDeque<Utf8Bytes>,
+    /// Bytes of the frames in `queue`.
+    bytes: usize,
     state: State,
 }
 
@@ -36,6 +38,9 @@ struct Inner {
 pub struct Outbox {
     inner: Mutex<Inner>,
     capacity: usize,
+    /// Bound on the bytes waiting; a single frame larger than it is still taken when nothing
+    /// else waits (the connection refuses such replies itself, see `reply_too_large`).
+    max_bytes: usize,
     /// Woken when the queue goes from empty to non-empty.
     ready: Notify,
     /// Woken when the queue overflows.
@@ -43,13 +48,15 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
+                bytes: 0,
                 state: State::Open,
             }),
             capacity,
+            max_bytes,
             ready: Notify::new(),
             overflow: Notify::new(),
         }
@@ -76,13 +83,16 @@ impl Outbox {
         if inner.state != State::Open {
             return Err(PushError::Closed);
         }
-        if inner.queue.len() >= self.capacity {
+        let too_many_bytes = !inner.queue.is_empty() && inner.bytes + frame.len() > self.max_bytes;
+        if inner.queue.len() >= self.capacity || too_many_bytes {
             inner.state = State::Overflowed;
             inner.queue = VecDeque::new();
+            inner.bytes = 0;
             drop(inner);
             self.overflow.notify_one();
             return Err(PushError::Full);
         }
+        inner.bytes += frame.len();
         inner.queue.push_back(frame);
         let first = inner.queue.len() == 1;
         drop(inner);
@@ -95,6 +105,9 @@ impl Outbox {
     pub fn pop(&self) -> Option<Utf8Bytes> {
         let mut inner = self.lock();
         let frame = inner.queue.pop_front();
+        if let Some(f) = &frame {
+            inner.bytes -= f.len();
+        }
         if inner.queue.is_empty() {
             // An idle connection holds no queue memory (an allocation per burst is cheap).
             inner.queue = VecDeque::new();
@@ -117,6 +130,11 @@ impl Outbox {
             inner.state = State::Closed;
         }
         inner.queue = VecDeque::new();
+        inner.bytes = 0;
+    }
+
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
     }
 
     /// Resolves when frames may be waiting (a permit is kept if nobody was waiting).
@@ -136,7 +154,7 @@ mod tests {
 
     #[test]
     fn overflow_closes_the_queue_and_frees_it() {
-        let o = Outbox::new(2);
+        let o = Outbox::new(2, 1024);
         assert_eq!(o.push("a".into()), Ok(()));
         assert_eq!(o.push("b".into()), Ok(()));
         assert_eq!(o.push("c".into()), Err(PushError::Full));
@@ -146,8 +164,21 @@ mod tests {
     }
 
     #[test]
+    fn the_byte_bound_overflows_too() {
+        let o = Outbox::new(100, 10);
+        assert_eq!(o.push("123456".into()), Ok(()));
+        assert_eq!(o.push("1234".into()), Ok(()));
+        assert_eq!(o.push("1".into()), Err(PushError::Full));
+        // A lone frame over the bound is taken: it is the next thing written.
+        let o = Outbox::new(100, 10);
+        assert_eq!(o.push("x".repeat(50).into()), Ok(()));
+        assert_eq!(o.pop().map(|f| f.len()), Some(50));
+        assert_eq!(o.push("123456789".into()), Ok(()));
+    }
+
+    #[test]
     fn frames_come_out_in_order() {
-        let o = Outbox::new(8);
+        let o = Outbox::new(8, 1024);
         for s in ["1", "2", "3"] {
             o.push(s.into()).expect("room");
         }

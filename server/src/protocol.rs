@@ -28,10 +28,17 @@ pub enum ErrorCode {
     TooManySubscriptions,
     QueueNotConfigured,
     QueueError,
+    Unauthenticated,
+    InvalidToken,
+    TokenExpired,
+    AlreadyAuthenticated,
+    Forbidden,
+    RateLimited,
+    ReplyTooLarge,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::InvalidJson,
         ErrorCode::NotAnObject,
         ErrorCode::MissingField,
@@ -43,6 +50,13 @@ impl ErrorCode {
         ErrorCode::TooManySubscriptions,
         ErrorCode::QueueNotConfigured,
         ErrorCode::QueueError,
+        ErrorCode::Unauthenticated,
+        ErrorCode::InvalidToken,
+        ErrorCode::TokenExpired,
+        ErrorCode::AlreadyAuthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::RateLimited,
+        ErrorCode::ReplyTooLarge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +72,13 @@ impl ErrorCode {
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
             ErrorCode::QueueNotConfigured => "queue_not_configured",
             ErrorCode::QueueError => "queue_error",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::AlreadyAuthenticated => "already_authenticated",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::ReplyTooLarge => "reply_too_large",
         }
     }
 }
@@ -123,6 +144,11 @@ impl fmt::Display for QueueKind {
 /// A valid request.
 #[derive(Debug)]
 pub enum Action {
+    /// `authenticate` (first) or `refresh` (later): a token to check.
+    Authenticate {
+        token: String,
+        refresh: bool,
+    },
     Ping,
     Subscribe {
         project_id: String,
@@ -158,6 +184,8 @@ struct Fields<'a> {
     kind: Option<&'a RawValue>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    token: Option<&'a RawValue>,
 }
 
 /// Parses one text frame.
@@ -216,9 +244,13 @@ fn parse_action(f: &Fields<'_>) -> Result<Action, RequestError> {
     let action = required_string(
         "action",
         f.action,
-        "one of ping, subscribe, unsubscribe, forward",
+        "one of authenticate, refresh, ping, subscribe, unsubscribe, forward",
     )?;
     match action.as_str() {
+        "authenticate" | "refresh" => Ok(Action::Authenticate {
+            token: required_string("token", f.token, "a JWT")?,
+            refresh: action == "refresh",
+        }),
         "ping" => Ok(Action::Ping),
         "subscribe" => Ok(Action::Subscribe {
             project_id: required_project_id(f.project_id)?,
@@ -230,7 +262,8 @@ fn parse_action(f: &Fields<'_>) -> Result<Action, RequestError> {
         other => Err(RequestError::new(
             ErrorCode::UnknownAction,
             format!(
-                "unknown action {other:?}: expected one of ping, subscribe, unsubscribe, forward"
+                "unknown action {:?}: expected one of authenticate, refresh, ping, subscribe, unsubscribe, forward",
+                short(other)
             ),
         )),
     }
@@ -241,7 +274,10 @@ fn parse_forward(f: &Fields<'_>) -> Result<Action, RequestError> {
     let queue = QueueKind::parse(&kind).ok_or_else(|| {
         RequestError::new(
             ErrorCode::UnknownQueue,
-            format!("unknown queue type {kind:?}: expected pm, dev, qa or ops"),
+            format!(
+                "unknown queue type {:?}: expected pm, dev, qa or ops",
+                short(&kind)
+            ),
         )
     })?;
     let data = f.data.ok_or_else(|| {
@@ -328,6 +364,22 @@ fn project_id_value(raw: Option<&RawValue>) -> Result<String, RequestError> {
     }
 }
 
+/// Longest piece of a client's input quoted in an error message, so an error reply is never
+/// much larger than the request (a 64 KiB action must not come back as a 450 KiB message).
+pub const MAX_QUOTE_BYTES: usize = 64;
+
+/// `s` cut to [`MAX_QUOTE_BYTES`] (on a character boundary), marked with `...` when cut.
+pub fn short(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.len() <= MAX_QUOTE_BYTES {
+        return s.into();
+    }
+    let mut end = MAX_QUOTE_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end]).into()
+}
+
 /// The rule for project ids, also used for `?project_id=` on connect and for `/publish`.
 pub fn valid_project_id(p: &str) -> bool {
     !p.is_empty() && p.len() <= MAX_PROJECT_ID_BYTES && !p.chars().any(char::is_control)
@@ -357,7 +409,27 @@ pub enum Reply<'a> {
         max_frame_bytes: usize,
         max_subscriptions: usize,
         ping_interval_seconds: u64,
+        /// Set when the upgrade's `Authorization` header authenticated the connection.
+        user_id: Option<&'a str>,
+        expires_at: Option<u64>,
+        auth_timeout_seconds: u64,
     },
+    /// The reply to `authenticate`.
+    Authenticated {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<&'a RawValue>,
+        #[serde(flatten)]
+        session: SessionInfo<'a>,
+    },
+    /// The reply to `refresh`.
+    Refreshed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<&'a RawValue>,
+        #[serde(flatten)]
+        session: SessionInfo<'a>,
+    },
+    /// Sent once, shortly before the token expires.
+    TokenExpiring { expires_at: u64, seconds_left: u64 },
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
         request_id: Option<&'a RawValue>,
@@ -390,6 +462,22 @@ pub enum Reply<'a> {
         project_id: Option<&'a str>,
         data: &'a RawValue,
     },
+    /// An update for one user (`POST /publish` with `user_id`).
+    #[serde(rename = "update")]
+    UserUpdate {
+        user_id: &'a str,
+        data: &'a RawValue,
+    },
+}
+
+/// Who a connection is and what it may do, as `authenticated` and `refreshed` report it.
+#[derive(Serialize, Debug)]
+pub struct SessionInfo<'a> {
+    pub user_id: &'a str,
+    pub expires_at: Option<u64>,
+    pub projects: Vec<&'a str>,
+    pub queues: Vec<&'static str>,
+    pub subscriptions: Vec<&'a str>,
 }
 
 impl Serialize for QueueKind {
@@ -442,6 +530,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn error_messages_quote_only_a_short_piece_of_the_input() {
+        // Control characters grow 6-fold when escaped: the attack that made 65 KB into 455 KB.
+        let text = format!(r#"{{"action":"{}"}}"#, "\\u0001".repeat(10_000));
+        let e = parse_request(&text).action.expect_err("unknown action");
+        assert_eq!(e.code, ErrorCode::UnknownAction);
+        assert!(e.message.len() < 600, "{} bytes", e.message.len());
+        assert_eq!(short("é".repeat(40).as_str()).len(), 64 + 3);
+        assert_eq!(short("ok"), "ok");
     }
 
     #[test]

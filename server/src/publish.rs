@@ -2,12 +2,15 @@
 //! (or to every client). The update is serialized once here and shared by every recipient.
 //!
 //! Off unless `PUBLISH_TOKEN` is set: a publish endpoint must never be open by accident.
+//! [`gate`] checks the token before a byte of the body is read, and bounds the time the body
+//! may take.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::body::{Body as HttpBody, Bytes};
 use axum::extract::ws::Utf8Bytes;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -20,6 +23,9 @@ use crate::protocol::{Reply, valid_project_id};
 struct Body<'a> {
     #[serde(default)]
     project_id: Option<String>,
+    /// Job progress for one user: every connection authenticated as this `sub`.
+    #[serde(default)]
+    user_id: Option<String>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
 }
@@ -32,30 +38,37 @@ fn problem(status: StatusCode, code: &str, message: impl Into<String>) -> Respon
         .into_response()
 }
 
-pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(token) = state.config.publish_token.as_deref() else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "publish_disabled",
-            "publishing is off on this server: PUBLISH_TOKEN is not set",
-        );
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
-        let mut r = problem(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send the header Authorization: Bearer <PUBLISH_TOKEN>",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        return r;
+/// In front of [`publish`]: the token, then the body within `WS_HTTP_BODY_TIMEOUT_SECONDS`.
+pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(refused) = refusal(&state, req.headers()) {
+        return refused;
     }
+    let (parts, body) = req.into_parts();
+    let limit = state.config.limits.max_frame_bytes;
+    let read = tokio::time::timeout(
+        state.config.guard.body_timeout,
+        axum::body::to_bytes(body, limit),
+    );
+    match read.await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, HttpBody::from(bytes)))
+                .await
+        }
+        Ok(Err(_)) => problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is over {limit} bytes (WS_MAX_FRAME_BYTES)"),
+        ),
+        Err(_) => problem(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the body did not arrive in time (WS_HTTP_BODY_TIMEOUT_SECONDS)",
+        ),
+    }
+}
+
+/// Runs behind [`gate`], which has checked the token and read the body.
+pub async fn publish(State(state): State<AppState>, body: Bytes) -> Response {
     let parsed: Body<'_> = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -75,6 +88,22 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
             "project_id must be a non-empty string of at most 256 bytes without control characters",
         );
     }
+    if let Some(u) = &parsed.user_id {
+        if !valid_project_id(u) {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "user_id must be a non-empty string of at most 256 bytes without control characters",
+            );
+        }
+        if parsed.project_id.is_some() {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "give either project_id or user_id, not both",
+            );
+        }
+    }
     let Some(data) = parsed.data.filter(|d| d.get().starts_with('{')) else {
         return problem(
             StatusCode::BAD_REQUEST,
@@ -82,16 +111,50 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
             "field \"data\" is required and must be a JSON object",
         );
     };
-    let frame = Utf8Bytes::from(
-        Reply::Update {
-            project_id: parsed.project_id.as_deref(),
-            data,
-        }
-        .to_text(),
-    );
-    let delivery = state.hub.publish(parsed.project_id.as_deref(), frame).await;
+    let delivery = if let Some(user_id) = parsed.user_id.as_deref() {
+        let frame = Utf8Bytes::from(Reply::UserUpdate { user_id, data }.to_text());
+        state.hub.publish_user(user_id, frame).await
+    } else {
+        let frame = Utf8Bytes::from(
+            Reply::Update {
+                project_id: parsed.project_id.as_deref(),
+                data,
+            }
+            .to_text(),
+        );
+        state.hub.publish(parsed.project_id.as_deref(), frame).await
+    };
     add(&state.metrics.updates_delivered, delivery.delivered as u64);
     (StatusCode::ACCEPTED, Json(delivery)).into_response()
+}
+
+/// The publish token's verdict: `404` when publishing is off, `401` when the token is missing
+/// or wrong, `None` when it is right.
+fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = state.config.publish_token.as_deref() else {
+        return Some(problem(
+            StatusCode::NOT_FOUND,
+            "publish_disabled",
+            "publishing is off on this server: PUBLISH_TOKEN is not set",
+        ));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
+        let mut r = problem(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send the header Authorization: Bearer <PUBLISH_TOKEN>",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return Some(r);
+    }
+    None
 }
 
 /// Compares without stopping at the first difference, so timing does not reveal the token.

@@ -26,7 +26,8 @@ fn attr(m: &aws_sdk_sqs::types::Message, name: &str) -> Option<String> {
 }
 
 /// A fresh queue in the emulator, and the server configured with it as `variable`, with one
-/// client connected: (SQS client, queue URL, server, client, welcome).
+/// client connected as `alice` (every project and queue granted): (SQS client, queue URL,
+/// server, client, welcome).
 async fn with_queue(
     prefix: &str,
     variable: &str,
@@ -34,8 +35,10 @@ async fn with_queue(
     let sdk = emulator_sdk().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let url = create_queue(&sqs, prefix).await;
-    let server = start_with(&[(variable, &url)], &sdk).await;
-    let (ws, welcome) = connect(&server, "/ws").await;
+    let server = start_with(&[(variable, &url), ("WS_JWT_SECRET", jwt::SECRET)], &sdk).await;
+    let everything = json!({"projects": ["*"], "queues": ["*"]});
+    let token = jwt::hs256(&jwt::with(jwt::claims("alice"), everything));
+    let (ws, welcome) = connect_bearer(&server, "/ws", &token).await;
     (sqs, url, server, ws, welcome)
 }
 
@@ -75,6 +78,8 @@ async fn forward_arrives_in_the_queue_with_attributes_and_the_reply_has_its_mess
     assert_eq!(attr(m, "type").as_deref(), Some("dev"));
     assert_eq!(attr(m, "project_id").as_deref(), Some("proj_1"));
     assert_eq!(attr(m, "request_id").as_deref(), Some("f-1"));
+    // Who asked: the token's sub.
+    assert_eq!(attr(m, "user_id").as_deref(), Some("alice"));
 }
 
 #[tokio::test]

@@ -97,6 +97,7 @@ async fn sigterm_drains_clients_with_1001_completes_forwards_and_exits_0() {
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("ENVIRONMENT", "test")
+        .env("WS_AUTH", "none")
         .env(
             "RUST_LOG",
             "debug,aws=info,aws_smithy_runtime=info,hyper=info,h2=info,rustls=info",

@@ -14,7 +14,8 @@ fn invalid_configuration_lists_every_problem_and_exits_2() {
         .expect("run ws-server");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("6 problem(s)"), "{stderr}");
+    // Six bad values, and no token key (secure by default: no key, no start).
+    assert!(stderr.contains("7 problem(s)"), "{stderr}");
     for name in [
         "WEBSOCKET_PORT",
         "WEBSOCKET_HOST",
@@ -22,6 +23,8 @@ fn invalid_configuration_lists_every_problem_and_exits_2() {
         "WS_MAX_FRAME_BYTES",
         "WS_PING_INTERVAL_SECONDS",
         "PUBLISH_TOKEN",
+        "WS_JWT_SECRET",
+        "WS_AUTH=none",
     ] {
         assert!(stderr.contains(name), "{name} is not named in:\n{stderr}");
     }

@@ -2,6 +2,8 @@
 //! WebSocket and HTTP clients.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod jwt;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -89,6 +91,13 @@ pub async fn start(vars: &[(&str, &str)]) -> TestServer {
 
 pub async fn start_with(vars: &[(&str, &str)], sdk: &aws_config::SdkConfig) -> TestServer {
     let mut all = vec![("WEBSOCKET_HOST", "127.0.0.1"), ("PUBLISH_TOKEN", TOKEN)];
+    // Tests about something else run without authentication; the auth tests set a key.
+    if !vars
+        .iter()
+        .any(|(k, _)| k.starts_with("WS_JWT_") || k.starts_with("WS_AUTH"))
+    {
+        all.push(("WS_AUTH", "none"));
+    }
     all.extend_from_slice(vars);
     let state = AppState::new(config(&all), sdk);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -113,6 +122,48 @@ pub async fn connect(server: &TestServer, path: &str) -> (Ws, Value) {
     let welcome = recv(&mut ws).await;
     assert_eq!(welcome["type"], "welcome", "first frame: {welcome}");
     (ws, welcome)
+}
+
+/// Connects with extra request headers: the client and its welcome, or the HTTP refusal's
+/// status and JSON body.
+pub async fn connect_with(
+    server: &TestServer,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(Ws, Value), (u16, Value)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = server.ws_url(path).into_client_request().unwrap();
+    for (k, v) in headers {
+        req.headers_mut().append(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((mut ws, _)) => {
+            let welcome = recv(&mut ws).await;
+            assert_eq!(welcome["type"], "welcome", "first frame: {welcome}");
+            Ok((ws, welcome))
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let status = resp.status().as_u16();
+            let body = resp
+                .body()
+                .as_ref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            Err((status, body))
+        }
+        Err(e) => panic!("connect failed: {e}"),
+    }
+}
+
+/// Connects with `Authorization: Bearer <token>`.
+pub async fn connect_bearer(server: &TestServer, path: &str, token: &str) -> (Ws, Value) {
+    let auth = format!("Bearer {token}");
+    connect_with(server, path, &[("authorization", &auth)])
+        .await
+        .unwrap_or_else(|(s, b)| panic!("refused with {s}: {b}"))
 }
 
 pub async fn send(ws: &mut Ws, v: Value) {
@@ -207,4 +258,76 @@ pub async fn read_until_close(ws: &mut Ws) -> (Vec<Value>, Option<(u16, String)>
     .await
     .expect("connection ended within 30 s");
     (frames, close)
+}
+
+/// The built `ws-server` binary as its own process (for what must be measured on it alone,
+/// such as its memory), listening on a free loopback port.
+pub struct ServerProcess {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    pub async fn spawn(vars: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ws-server"));
+        cmd.env("WEBSOCKET_HOST", "127.0.0.1")
+            .env("WEBSOCKET_PORT", port.to_string())
+            .env("PUBLISH_TOKEN", TOKEN)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start ws-server");
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while reqwest::get(format!("http://{addr}/health")).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "ws-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, addr }
+    }
+
+    /// The process's resident memory, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    pub async fn health(&self) -> Value {
+        reqwest::get(format!("http://{}/health", self.addr))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn publish(&self, body: &Value) -> u16 {
+        reqwest::Client::new()
+            .post(format!("http://{}/publish", self.addr))
+            .bearer_auth(TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
 }
