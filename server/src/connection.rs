@@ -25,10 +25,11 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::forward::Forward;
+use crate::hub::SubscribeRequest;
 use crate::metrics::incr;
 use crate::outbox::Outbox;
 use crate::protocol::{
-    Action, ErrorCode, QueueKind, Reply, RequestError, parse_request, valid_project_id,
+    Action, ErrorCode, QueueKind, Reply, RequestError, Since, parse_request, valid_project_id,
 };
 use crate::shutdown::ConnectionSlot;
 
@@ -73,6 +74,10 @@ pub async fn upgrade(
             "project_id must be a non-empty string of at most 256 bytes without control characters",
         );
     }
+    if state.connect_rate.check().is_err() {
+        incr(&state.metrics.connections_refused);
+        return connect_rate_refusal();
+    }
     let limits = &state.config.limits;
     let Some(slot) = state.drain.try_open(limits.max_connections) else {
         incr(&state.metrics.connections_refused);
@@ -88,6 +93,20 @@ pub async fn upgrade(
         .max_frame_size(hard)
         .max_message_size(hard)
         .on_upgrade(move |socket| run(socket, state, slot, query.project_id))
+}
+
+/// A reconnect wave beyond `WS_CONNECT_RATE`: try again shortly (a client adds jitter).
+fn connect_rate_refusal() -> Response {
+    let body = serde_json::json!({
+        "code": "connect_rate",
+        "error": "too many connections are being opened on this task; connect again after a random delay",
+    });
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(axum::http::header::RETRY_AFTER, "1")],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {
@@ -142,12 +161,8 @@ async fn run(socket: WebSocket, state: AppState, slot: ConnectionSlot, project: 
         forwards: None,
         inflight: 0,
     };
-    if let Some(p) = project {
-        let p: Arc<str> = Arc::from(p);
-        conn.state.hub.subscribe(&p, id, &conn.outbox);
-        conn.subscriptions.push(p);
-    }
-    let subs: Vec<String> = conn.subscriptions.iter().map(|s| s.to_string()).collect();
+    let p: Option<Arc<str>> = project.map(Arc::from);
+    let subs: Vec<String> = p.iter().map(|s| s.to_string()).collect();
     let id_text = id.to_string();
     let limits = &conn.state.config.limits;
     conn.send(&Reply::Welcome {
@@ -159,6 +174,10 @@ async fn run(socket: WebSocket, state: AppState, slot: ConnectionSlot, project: 
         ping_interval_seconds: conn.state.config.keepalive.ping_interval.as_secs(),
     });
     drop(subs);
+    // After the welcome: the hub queues its `subscribed` (with the position) behind it.
+    if let Some(p) = p {
+        conn.follow(p, None, None);
+    }
     debug!(connection_id = %id, "connection opened");
 
     // Not split: one task reads and writes, so the halves' lock would only add work per poll.
@@ -199,7 +218,8 @@ impl Conn {
         let mut ping_sent: Option<Instant> = None;
         let mut timer = pin!(tokio::time::sleep(keepalive.ping_interval));
         // Created once and kept registered, rather than once per pass of the loop.
-        let mut draining = pin!(crate::shutdown::draining(&mut drain));
+        let window = self.state.config.drain_window;
+        let mut draining = pin!(crate::shutdown::turn_to_close(&mut drain, window));
         let mut overflowed = pin!(outbox.overflowed_signal());
         let mut ready = pin!(outbox.ready());
 
@@ -327,7 +347,7 @@ impl Conn {
                 request_id: rid,
                 timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             }),
-            Ok(Action::Subscribe { project_id }) => self.subscribe(rid, project_id),
+            Ok(Action::Subscribe { project_id, since }) => self.subscribe(rid, project_id, since),
             Ok(Action::Unsubscribe { project_id }) => {
                 if let Some(i) = self.subscriptions.iter().position(|s| **s == *project_id) {
                     self.subscriptions.swap_remove(i);
@@ -362,25 +382,39 @@ impl Conn {
         }
     }
 
-    fn subscribe(&mut self, rid: Option<&RawValue>, project_id: String) {
-        if !self.subscriptions.iter().any(|s| **s == *project_id) {
-            let max = self.state.config.limits.max_subscriptions;
-            if self.subscriptions.len() >= max {
-                return self.send_error(
-                    rid,
-                    &RequestError::new(
-                        ErrorCode::TooManySubscriptions,
-                        format!("a connection may follow at most {max} projects; unsubscribe from one first"),
-                    ),
-                );
+    fn subscribe(&mut self, rid: Option<&RawValue>, project_id: String, since: Option<Since>) {
+        let known = self.subscriptions.iter().find(|s| ***s == *project_id).cloned();
+        let p = match known {
+            Some(p) => p,
+            None => {
+                let max = self.state.config.limits.max_subscriptions;
+                if self.subscriptions.len() >= max {
+                    return self.send_error(
+                        rid,
+                        &RequestError::new(
+                            ErrorCode::TooManySubscriptions,
+                            format!("a connection may follow at most {max} projects; unsubscribe from one first"),
+                        ),
+                    );
+                }
+                Arc::from(project_id.as_str())
             }
-            let p: Arc<str> = Arc::from(project_id.as_str());
-            self.state.hub.subscribe(&p, self.id, &self.outbox);
-            self.subscriptions.push(p);
+        };
+        self.follow(p, since, rid.map(|r| r.to_owned()));
+    }
+
+    /// Hands the subscription to the hub, which answers `subscribed` (maybe after reading the
+    /// broker) followed by the replay after `since`.
+    fn follow(&mut self, p: Arc<str>, since: Option<Since>, request_id: Option<Box<RawValue>>) {
+        if !self.subscriptions.contains(&p) {
+            self.subscriptions.push(p.clone());
         }
-        self.send(&Reply::Subscribed {
-            request_id: rid,
-            project_id: &project_id,
+        self.state.hub.subscribe(SubscribeRequest {
+            project: p,
+            id: self.id,
+            outbox: self.outbox.clone(),
+            since,
+            request_id,
         });
     }
 
@@ -431,6 +465,10 @@ impl Conn {
                     }
                     self.inflight -= 1;
                 }
+                self.send(&Reply::Reconnect {
+                    reason: "draining",
+                    jitter_ms: crate::shutdown::RECONNECT_JITTER_MS,
+                });
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, pump(socket, &self.outbox)).await;
                 Some((
                     close_code::GOING_AWAY,

@@ -30,6 +30,9 @@ enum State {
 struct Inner {
     queue: VecDeque<Utf8Bytes>,
     state: State,
+    /// Room above `capacity` granted to a replay (see [`Outbox::push_replay`]); never more than
+    /// what is queued, so it shrinks as the client reads.
+    extra: usize,
 }
 
 #[derive(Debug)]
@@ -48,6 +51,7 @@ impl Outbox {
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
                 state: State::Open,
+                extra: 0,
             }),
             capacity,
             ready: Notify::new(),
@@ -76,7 +80,7 @@ impl Outbox {
         if inner.state != State::Open {
             return Err(PushError::Closed);
         }
-        if inner.queue.len() >= self.capacity {
+        if inner.queue.len() >= self.capacity + inner.extra {
             inner.state = State::Overflowed;
             inner.queue = VecDeque::new();
             drop(inner);
@@ -92,9 +96,30 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queues a recovery replay (at most `WS_RECOVERY_MAX` frames) as one batch that does not
+    /// count against the capacity: a client that asked for missed updates is not "too slow"
+    /// for receiving them, and live updates after the batch still have the whole capacity.
+    pub fn push_replay(&self, frames: impl IntoIterator<Item = Utf8Bytes>) -> Result<(), PushError> {
+        let mut inner = self.lock();
+        if inner.state != State::Open {
+            return Err(PushError::Closed);
+        }
+        let was_empty = inner.queue.is_empty();
+        let before = inner.queue.len();
+        inner.queue.extend(frames);
+        inner.extra += inner.queue.len() - before;
+        let woke = was_empty && !inner.queue.is_empty();
+        drop(inner);
+        if woke {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
     pub fn pop(&self) -> Option<Utf8Bytes> {
         let mut inner = self.lock();
         let frame = inner.queue.pop_front();
+        inner.extra = inner.extra.min(inner.queue.len());
         if inner.queue.is_empty() {
             // An idle connection holds no queue memory (an allocation per burst is cheap).
             inner.queue = VecDeque::new();
@@ -143,6 +168,26 @@ mod tests {
         assert!(o.overflowed());
         assert_eq!(o.pop(), None);
         assert_eq!(o.push("d".into()), Err(PushError::Closed));
+    }
+
+    #[test]
+    fn a_replay_does_not_count_against_the_capacity() {
+        let o = Outbox::new(2);
+        o.push_replay((0..5).map(|i| Utf8Bytes::from(i.to_string())))
+            .expect("open");
+        assert_eq!(o.push("live1".into()), Ok(()));
+        assert_eq!(o.push("live2".into()), Ok(()));
+        assert_eq!(o.push("live3".into()), Err(PushError::Full));
+        let o = Outbox::new(2);
+        o.push_replay((0..3).map(|i| Utf8Bytes::from(i.to_string())))
+            .expect("open");
+        for _ in 0..3 {
+            o.pop();
+        }
+        // the replay was read: the allowance is gone
+        assert_eq!(o.push("a".into()), Ok(()));
+        assert_eq!(o.push("b".into()), Ok(()));
+        assert_eq!(o.push("c".into()), Err(PushError::Full));
     }
 
     #[test]

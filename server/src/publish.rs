@@ -6,15 +6,15 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::ws::Utf8Bytes;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::AppState;
+use crate::hub::{PublishError, Target};
 use crate::metrics::add;
-use crate::protocol::{Reply, valid_project_id};
+use crate::protocol::valid_project_id;
 
 #[derive(serde::Deserialize)]
 struct Body<'a> {
@@ -82,16 +82,50 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
             "field \"data\" is required and must be a JSON object",
         );
     };
-    let frame = Utf8Bytes::from(
-        Reply::Update {
-            project_id: parsed.project_id.as_deref(),
-            data,
+    let key = match idempotency_key(&headers) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let target = match parsed.project_id.as_deref() {
+        Some(p) => Target::Project(p),
+        None => Target::All,
+    };
+    match state.hub.publish(target, data, key).await {
+        Ok(published) => {
+            if let Some(d) = &published.local {
+                add(&state.metrics.updates_delivered, d.delivered as u64);
+            }
+            (StatusCode::ACCEPTED, Json(published)).into_response()
         }
-        .to_text(),
-    );
-    let delivery = state.hub.publish(parsed.project_id.as_deref(), frame).await;
-    add(&state.metrics.updates_delivered, delivery.delivered as u64);
-    (StatusCode::ACCEPTED, Json(delivery)).into_response()
+        Err(PublishError::BrokerUnavailable(cause)) => {
+            tracing::warn!(error = %cause, "publish refused: broker unavailable");
+            let mut r = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker_unavailable",
+                format!("the broker did not take the update ({cause}); retry with the same Idempotency-Key"),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            r
+        }
+    }
+}
+
+/// The optional `Idempotency-Key` header: 1 to 128 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Response> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= 128 && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(k))
+        }
+        _ => Err(problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 128 visible ASCII characters (e.g. a UUID)",
+        )),
+    }
 }
 
 /// Compares without stopping at the first difference, so timing does not reveal the token.
