@@ -166,7 +166,7 @@ pub async fn run(
                     }
                 },
                 _ = ping.tick() => {
-                    let pong = tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<String>()).await;
+                    let pong = tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<redis::Value>()).await;
                     if let other @ (Ok(Err(_)) | Err(_)) = pong {
                         break format!("no answer to ping: {}", describe(other.map(|r| r.map(|_| ()))));
                     }

@@ -2,6 +2,8 @@
 //! WebSocket and HTTP clients.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod fleet;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
