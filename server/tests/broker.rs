@@ -10,7 +10,6 @@ use common::fleet::*;
 use common::{assert_silent, recv, request};
 use serde_json::{Value, json};
 
-const P: &str = "proj-a";
 
 async fn subscribe_since(ws: &mut common::Ws, project: &str, since: Value) -> Value {
     request(
@@ -22,19 +21,20 @@ async fn subscribe_since(ws: &mut common::Ws, project: &str, since: Value) -> Va
 
 #[tokio::test]
 async fn two_tasks_every_subscriber_gets_every_update_in_order_once() {
-    let redis = Redis::start().await;
+    let proj: &'static str = unique("proj").leak();
+    let redis = Redis::shared().await;
     let a = Task::start(Some(&redis.url()), &[]).await;
     let b = Task::start(Some(&redis.url()), &[]).await;
     let lb = Haproxy::start(&[a.port, b.port]).await;
     let mut followers = Vec::new();
     for _ in 0..20 {
-        followers.push(Follower::start(lb.addr(), P.to_owned()).await);
+        followers.push(Follower::start(lb.addr(), proj.to_owned()).await);
     }
     // both tasks hold clients (round robin)
     let (ca, cb) = (a.health().await.unwrap().1, b.health().await.unwrap().1);
     assert!(ca["connections"] == 10 && cb["connections"] == 10, "{ca} {cb}");
     for n in 1..=200u64 {
-        let (s, body) = publish_at(&lb.addr(), json!({"project_id": P, "data": {"n": n}}), None).await;
+        let (s, body) = publish_at(&lb.addr(), json!({"project_id": proj, "data": {"n": n}}), None).await;
         assert_eq!(s, 202, "{body}");
         assert_eq!(body["offset"], n, "{body}");
         assert!(body["epoch"].is_string() && body["duplicate"] == false, "{body}");
@@ -47,7 +47,7 @@ async fn two_tasks_every_subscriber_gets_every_update_in_order_once() {
 
 #[tokio::test]
 async fn a_broadcast_reaches_every_connection_on_every_task_without_position() {
-    let redis = Redis::start().await;
+    let redis = Redis::shared().await;
     let a = Task::start(Some(&redis.url()), &[]).await;
     let b = Task::start(Some(&redis.url()), &[]).await;
     a.broker_up().await;
@@ -63,7 +63,8 @@ async fn a_broadcast_reaches_every_connection_on_every_task_without_position() {
 
 #[tokio::test]
 async fn rolling_replacement_under_steady_publishing_loses_nothing() {
-    let redis = Redis::start().await;
+    let proj: &'static str = unique("proj").leak();
+    let redis = Redis::shared().await;
     let url = redis.url();
     let (pa, pb, pc) = (free_port(), free_port(), free_port());
     let mut a = Task::start_on(pa, Some(&url), &[]).await;
@@ -71,7 +72,7 @@ async fn rolling_replacement_under_steady_publishing_loses_nothing() {
     let lb = Haproxy::start(&[pa, pb, pc]).await;
     let mut followers = Vec::new();
     for _ in 0..20 {
-        followers.push(Follower::start(lb.addr(), P.to_owned()).await);
+        followers.push(Follower::start(lb.addr(), proj.to_owned()).await);
     }
     let addr = lb.addr();
     let publisher = tokio::spawn(async move {
@@ -80,7 +81,7 @@ async fn rolling_replacement_under_steady_publishing_loses_nothing() {
         let mut n = 0;
         while started.elapsed() < Duration::from_secs(7) {
             n += 1;
-            top = publish_until_accepted(&addr, P, n).await.0;
+            top = publish_until_accepted(&addr, proj, n).await.0;
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         top
@@ -105,28 +106,30 @@ async fn rolling_replacement_under_steady_publishing_loses_nothing() {
 
 #[tokio::test]
 async fn recovery_after_the_history_ttl_with_nothing_new_is_complete() {
+    let proj: &'static str = unique("proj").leak();
     let redis = Redis::start().await;
     let t = Task::start(Some(&redis.url()), &[("WS_HISTORY_TTL_SECONDS", "1")]).await;
     let mut last = Value::Null;
     for n in 1..=3 {
-        last = publish_at(&t.addr(), json!({"project_id": P, "data": {"n": n}}), None).await.1;
+        last = publish_at(&t.addr(), json!({"project_id": proj, "data": {"n": n}}), None).await.1;
     }
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let hist = redis.cli(&["EXISTS", &format!("ws:{{{P}}}:hist")]).await;
+    let hist = redis.cli(&["EXISTS", &format!("ws:{{{proj}}}:hist")]).await;
     assert_eq!(hist.as_deref(), Some("0"), "the history expired");
     let mut ws = ws_connect(&t.addr(), "/ws").await.unwrap();
-    let r = subscribe_since(&mut ws, P, json!({"offset": 3, "epoch": last["epoch"]})).await;
+    let r = subscribe_since(&mut ws, proj, json!({"offset": 3, "epoch": last["epoch"]})).await;
     assert_eq!(r["type"], "subscribed", "{r}");
     assert_eq!((r["offset"].as_u64(), r["recovered"].as_bool()), (Some(3), Some(true)), "{r}");
     assert_eq!(r["epoch"], last["epoch"]);
     assert_silent(&mut ws).await;
     // and live updates continue after the position
-    publish_at(&t.addr(), json!({"project_id": P, "data": {"n": 4}}), None).await;
+    publish_at(&t.addr(), json!({"project_id": proj, "data": {"n": 4}}), None).await;
     assert_eq!(recv(&mut ws).await["offset"], 4);
 }
 
 #[tokio::test]
 async fn unrecoverable_gaps_say_so_and_replay_nothing() {
+    let proj: &'static str = unique("proj").leak();
     let redis = Redis::start().await;
     let t = Task::start(
         Some(&redis.url()),
@@ -135,7 +138,7 @@ async fn unrecoverable_gaps_say_so_and_replay_nothing() {
     .await;
     let mut epoch = Value::Null;
     for n in 1..=10 {
-        epoch = publish_at(&t.addr(), json!({"project_id": P, "data": {"n": n}}), None).await.1["epoch"].clone();
+        epoch = publish_at(&t.addr(), json!({"project_id": proj, "data": {"n": n}}), None).await.1["epoch"].clone();
     }
     let mut ws = ws_connect(&t.addr(), "/ws").await.unwrap();
     // trimmed: 3..5 are gone (history keeps 6..10), and 2 is within no cap either
@@ -145,14 +148,14 @@ async fn unrecoverable_gaps_say_so_and_replay_nothing() {
         (json!({"offset": 9, "epoch": "0000000000000000"}), "another epoch"),
         (json!({"offset": 11, "epoch": epoch}), "an offset above the top"),
     ] {
-        let r = subscribe_since(&mut ws, P, since).await;
+        let r = subscribe_since(&mut ws, proj, since).await;
         assert_eq!(r["type"], "subscribed", "{why}: {r}");
         assert_eq!(r["recovered"], false, "{why}: {r}");
         assert_eq!((r["offset"].as_u64(), &r["epoch"]), (Some(10), &epoch), "{why}: {r}");
         assert_silent(&mut ws).await;
     }
     // within the history and the cap: exactly the missed ones, then nothing
-    let r = subscribe_since(&mut ws, P, json!({"offset": 7, "epoch": epoch})).await;
+    let r = subscribe_since(&mut ws, proj, json!({"offset": 7, "epoch": epoch})).await;
     assert_eq!((r["recovered"].as_bool(), r["offset"].as_u64()), (Some(true), Some(10)), "{r}");
     for o in 8..=10 {
         let u = recv(&mut ws).await;
@@ -164,14 +167,15 @@ async fn unrecoverable_gaps_say_so_and_replay_nothing() {
 
 #[tokio::test]
 async fn a_flushed_broker_gives_a_new_epoch_and_live_clients_are_told_to_reload() {
+    let proj: &'static str = unique("proj").leak();
     let redis = Redis::start().await;
     let t = Task::start(Some(&redis.url()), &[]).await;
-    let first = publish_at(&t.addr(), json!({"project_id": P, "data": {"n": 1}}), None).await.1;
+    let first = publish_at(&t.addr(), json!({"project_id": proj, "data": {"n": 1}}), None).await.1;
     let mut ws = ws_connect(&t.addr(), "/ws").await.unwrap();
-    let r = subscribe_since(&mut ws, P, json!({"offset": 1, "epoch": first["epoch"]})).await;
+    let r = subscribe_since(&mut ws, proj, json!({"offset": 1, "epoch": first["epoch"]})).await;
     assert_eq!(r["recovered"], true, "{r}");
     assert_eq!(redis.cli(&["FLUSHALL"]).await.as_deref(), Some("OK"));
-    let after = publish_at(&t.addr(), json!({"project_id": P, "data": {"n": 2}}), None).await.1;
+    let after = publish_at(&t.addr(), json!({"project_id": proj, "data": {"n": 2}}), None).await.1;
     assert_ne!(after["epoch"], first["epoch"], "a new epoch after the flush");
     assert_eq!(after["offset"], 1);
     let tell = recv(&mut ws).await;
@@ -184,21 +188,22 @@ async fn a_flushed_broker_gives_a_new_epoch_and_live_clients_are_told_to_reload(
     let u = recv(&mut ws).await;
     assert_eq!((u["offset"].as_u64(), &u["epoch"]), (Some(1), &after["epoch"]), "{u}");
     // an old position in the old epoch is not recoverable either
-    let r = subscribe_since(&mut ws, P, json!({"offset": 1, "epoch": first["epoch"]})).await;
+    let r = subscribe_since(&mut ws, proj, json!({"offset": 1, "epoch": first["epoch"]})).await;
     assert_eq!(r["recovered"], false, "{r}");
 }
 
 #[tokio::test]
 async fn a_publish_racing_the_resubscribe_leaves_no_gap_and_no_duplicate() {
-    let redis = Redis::start().await;
+    let proj: &'static str = unique("proj").leak();
+    let redis = Redis::shared().await;
     let a = Task::start(Some(&redis.url()), &[]).await;
     let b = Task::start(Some(&redis.url()), &[]).await;
-    let epoch = publish_at(&a.addr(), json!({"project_id": P, "data": {"n": 1}}), None).await.1["epoch"].clone();
+    let epoch = publish_at(&a.addr(), json!({"project_id": proj, "data": {"n": 1}}), None).await.1["epoch"].clone();
     // publishing on task a while clients resubscribe on task b at different moments
     let addr = a.addr();
     let publisher = tokio::spawn(async move {
         for n in 2..=300u64 {
-            let (s, _) = publish_at(&addr, json!({"project_id": P, "data": {"n": n}}), None).await;
+            let (s, _) = publish_at(&addr, json!({"project_id": proj, "data": {"n": n}}), None).await;
             assert_eq!(s, 202);
         }
     });
@@ -206,7 +211,7 @@ async fn a_publish_racing_the_resubscribe_leaves_no_gap_and_no_duplicate() {
     for i in 0..10u64 {
         tokio::time::sleep(Duration::from_millis(15)).await;
         let mut ws = ws_connect(&b.addr(), "/ws").await.unwrap();
-        let r = subscribe_since(&mut ws, P, json!({"offset": 1, "epoch": epoch})).await;
+        let r = subscribe_since(&mut ws, proj, json!({"offset": 1, "epoch": epoch})).await;
         assert_eq!(r["recovered"], true, "client {i}: {r}");
         clients.push(ws);
     }
@@ -225,13 +230,14 @@ async fn a_publish_racing_the_resubscribe_leaves_no_gap_and_no_duplicate() {
 
 #[tokio::test]
 async fn an_idempotent_retry_publishes_once() {
-    let redis = Redis::start().await;
+    let proj: &'static str = unique("proj").leak();
+    let redis = Redis::shared().await;
     let a = Task::start(Some(&redis.url()), &[]).await;
     let b = Task::start(Some(&redis.url()), &[]).await;
     let mut ws = ws_connect(&a.addr(), "/ws").await.unwrap();
-    let r = request(&mut ws, json!({"action": "subscribe", "project_id": P})).await;
+    let r = request(&mut ws, json!({"action": "subscribe", "project_id": proj})).await;
     assert_eq!(r["offset"], 0, "{r}");
-    let body = json!({"project_id": P, "data": {"job": 7}});
+    let body = json!({"project_id": proj, "data": {"job": 7}});
     let first = publish_at(&a.addr(), body.clone(), Some("job-7-done")).await;
     // the retry lands on the other task, as a retry through the balancer may
     let again = publish_at(&b.addr(), body.clone(), Some("job-7-done")).await;
@@ -244,13 +250,14 @@ async fn an_idempotent_retry_publishes_once() {
     let other = publish_at(&a.addr(), body, Some("job-8-done")).await;
     assert_eq!(other.1["offset"], 2);
     // a malformed key is refused
-    let bad = publish_at(&a.addr(), json!({"project_id": P, "data": {}}), Some("has space")).await;
+    let bad = publish_at(&a.addr(), json!({"project_id": proj, "data": {}}), Some("has space")).await;
     assert_eq!((bad.0, bad.1["code"].as_str()), (400, Some("invalid_idempotency_key")));
 }
 
 #[tokio::test]
 async fn a_malformed_since_gets_invalid_since_and_the_connection_stays_usable() {
-    let redis = Redis::start().await;
+    let proj: &'static str = unique("proj").leak();
+    let redis = Redis::shared().await;
     let t = Task::start(Some(&redis.url()), &[]).await;
     let mut ws = ws_connect(&t.addr(), "/ws").await.unwrap();
     for since in [
@@ -264,7 +271,7 @@ async fn a_malformed_since_gets_invalid_since_and_the_connection_stays_usable() 
         json!({"offset": 3, "epoch": "no such epoch!"}),
         json!({"offset": 3, "epoch": 12}),
     ] {
-        let r = subscribe_since(&mut ws, P, since.clone()).await;
+        let r = subscribe_since(&mut ws, proj, since.clone()).await;
         assert_eq!(
             (r["type"].as_str(), r["code"].as_str(), r["request_id"].as_str()),
             (Some("error"), Some("invalid_since"), Some("r")),
@@ -273,9 +280,9 @@ async fn a_malformed_since_gets_invalid_since_and_the_connection_stays_usable() 
         common::assert_usable(&mut ws).await;
     }
     // not subscribed by the refused requests
-    publish_at(&t.addr(), json!({"project_id": P, "data": {}}), None).await;
+    publish_at(&t.addr(), json!({"project_id": proj, "data": {}}), None).await;
     assert_silent(&mut ws).await;
-    let r = request(&mut ws, json!({"action": "subscribe", "project_id": P})).await;
+    let r = request(&mut ws, json!({"action": "subscribe", "project_id": proj})).await;
     assert_eq!((r["type"].as_str(), r["offset"].as_u64()), (Some("subscribed"), Some(1)), "{r}");
 }
 
@@ -283,6 +290,7 @@ async fn a_malformed_since_gets_invalid_since_and_the_connection_stays_usable() 
 /// clients stay connected, and when the link is back they get what they missed, in order.
 #[tokio::test]
 async fn a_task_cut_off_its_broker_keeps_its_clients_and_fills_their_gap() {
+    let proj: &'static str = unique("proj").leak();
     let redis = Redis::start().await;
     let cut = Cut::start(redis.port).await;
     let a = Task::start(Some(&cut.url()), &[]).await;
@@ -290,25 +298,25 @@ async fn a_task_cut_off_its_broker_keeps_its_clients_and_fills_their_gap() {
     a.broker_up().await;
     let mut followers = Vec::new();
     for _ in 0..5 {
-        followers.push(Follower::start(a.addr(), P.to_owned()).await);
+        followers.push(Follower::start(a.addr(), proj.to_owned()).await);
     }
     for n in 1..=20 {
-        publish_until_accepted(&b.addr(), P, n).await;
+        publish_until_accepted(&b.addr(), proj, n).await;
     }
     cut.sever();
     wait_state(&a, "down").await;
     let (status, h) = a.health().await.unwrap();
     assert_eq!(status, 200, "a task whose broker is down stays in the balancer: {h}");
     assert!(h["broker"]["error"].is_string(), "{h}");
-    let (s, body) = publish_at(&a.addr(), json!({"project_id": P, "data": {}}), Some("while-down")).await;
+    let (s, body) = publish_at(&a.addr(), json!({"project_id": proj, "data": {}}), Some("while-down")).await;
     assert_eq!((s, body["code"].as_str()), (503, Some("broker_unavailable")), "{body}");
     for n in 21..=60 {
-        publish_until_accepted(&b.addr(), P, n).await;
+        publish_until_accepted(&b.addr(), proj, n).await;
     }
     // the retried publish goes through once the broker is back: one more update
     cut.restore();
     wait_state(&a, "up").await;
-    let (s, body) = publish_at(&a.addr(), json!({"project_id": P, "data": {}}), Some("while-down")).await;
+    let (s, body) = publish_at(&a.addr(), json!({"project_id": proj, "data": {}}), Some("while-down")).await;
     assert_eq!(s, 202, "{body}");
     let top = body["offset"].as_u64().unwrap();
     assert_eq!(top, 61);
@@ -337,19 +345,20 @@ async fn wait_state(t: &Task, state: &str) {
 /// client ends with every accepted update exactly once.
 #[tokio::test]
 async fn broker_restart_and_unreachable_broker_lose_no_update() {
+    let proj: &'static str = unique("proj").leak();
     let mut redis = Redis::start_persistent().await;
     let a = Task::start(Some(&redis.url()), &[]).await;
     let b = Task::start(Some(&redis.url()), &[]).await;
     let lb = Haproxy::start(&[a.port, b.port]).await;
     let mut followers = Vec::new();
     for _ in 0..10 {
-        followers.push(Follower::start(lb.addr(), P.to_owned()).await);
+        followers.push(Follower::start(lb.addr(), proj.to_owned()).await);
     }
     let addr = lb.addr();
     let publisher = tokio::spawn(async move {
         let (mut top, mut retried) = (0, 0);
         for n in 1..=150 {
-            let (o, tries) = publish_until_accepted(&addr, P, n).await;
+            let (o, tries) = publish_until_accepted(&addr, proj, n).await;
             assert_eq!(o, n, "offsets stay contiguous across the outages");
             top = o;
             retried += tries - 1;

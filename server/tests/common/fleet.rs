@@ -22,6 +22,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{TOKEN, Ws};
 
+/// A project id no other test (or earlier run against a shared Redis) used.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -62,6 +67,25 @@ pub struct Redis {
 }
 
 impl Redis {
+    /// The instance `scripts/services` started (`WS_TEST_REDIS_URL`), else a new one. For
+    /// tests that neither restart, freeze nor flush it, and use projects of their own
+    /// ([`unique`]).
+    pub async fn shared() -> Self {
+        let port = std::env::var("WS_TEST_REDIS_URL")
+            .ok()
+            .and_then(|u| u.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()));
+        match port {
+            Some(port) => Redis {
+                port,
+                dir: tempfile::tempdir().unwrap(),
+                child: None,
+                cluster: false,
+                persistent: false,
+            },
+            None => Self::start().await,
+        }
+    }
+
     /// A standalone instance without persistence.
     pub async fn start() -> Self {
         Self::spawn(free_port(), tempfile::tempdir().unwrap(), false, false).await
