@@ -36,6 +36,8 @@ behaviour; product code never knows it talks to an emulator. See docs/testing.md
 9. Dotted attributes: moto splits `!GetAtt Cache.Endpoint.Address` at every dot and asks for
    attribute "Endpoint"; CloudFormation splits at the first dot only (attribute
    "Endpoint.Address"). We split once.
+10. `Fn::If` with `AWS::NoValue` inside a list: moto leaves a null element (e.g. a null
+   environment variable of a task definition); CloudFormation drops the element. We drop it.
 """
 
 import os
@@ -46,6 +48,7 @@ import moto.cloudformation.models
 import moto.cloudformation.responses
 from moto.cloudformation.models import Change, ChangeSet, CloudFormationBackend, Stack
 from moto.cloudformation.utils import yaml_tag_constructor
+import moto.cloudformation.parsing
 from moto.cloudformation.parsing import ResourceMap
 from moto.core.common_models import CloudFormationModel
 from moto.core.utils import pascal_to_camelcase, remap_nested_keys
@@ -280,6 +283,20 @@ def _tag_constructor_first_dot(loader, tag, node):
 
 
 moto.cloudformation.models.yaml_tag_constructor = _tag_constructor_first_dot
+
+_clean_json = moto.cloudformation.parsing.clean_json
+
+
+def _clean_json_dropping_no_value(resource_json, resources_map):
+    """10. A list element that resolves to AWS::NoValue is left out."""
+    cleaned = _clean_json(resource_json, resources_map)
+    if isinstance(resource_json, list) and isinstance(cleaned, list):
+        return [v for v in cleaned if v is not None]
+    return cleaned
+
+
+# clean_json recurses through the module global, so nested lists get the fix too
+moto.cloudformation.parsing.clean_json = _clean_json_dropping_no_value
 moto.cloudformation.responses.yaml_tag_constructor = _tag_constructor_first_dot
 
 _dispatch = DomainDispatcherApplication.__call__
