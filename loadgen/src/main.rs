@@ -15,6 +15,7 @@ mod net;
 mod pacing;
 mod ping;
 mod procfs;
+mod rolling;
 mod target;
 mod wire;
 
@@ -45,6 +46,8 @@ enum Command {
     Forward(forward::Args),
     /// The kernel's own CPU per loopback send and per round trip on this machine (no server needed)
     Floor(floor::Args),
+    /// N clients through a balancer while a task is replaced: lost, duplicates, recovered share
+    Rolling(rolling::Args),
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<common::Report> {
@@ -54,6 +57,7 @@ async fn dispatch(command: Command) -> anyhow::Result<common::Report> {
         Command::Ping(args) => ping::run(args).await,
         Command::Forward(args) => forward::run(args).await,
         Command::Floor(args) => floor::run(args).await,
+        Command::Rolling(args) => rolling::run(args).await,
     }
 }
 

@@ -386,6 +386,34 @@ mod tests {
     }
 
     #[test]
+    fn the_broker_settings_are_checked_together() {
+        let c = config(&[]).expect("valid");
+        assert!(c.broker.url.is_none(), "no broker by default: the in-process hub");
+        assert_eq!((c.broker.history_size, c.broker.recovery_max), (1000, 500));
+        assert_eq!(c.drain_window, Duration::from_secs(10));
+        let c = config(&[("WS_REDIS_URL", "rediss://u:p@cache:6379"), ("WS_REDIS_CLUSTER", "true")])
+            .expect("valid");
+        assert!(c.broker.cluster && c.broker.url.is_some());
+        let err = config(&[
+            ("WS_REDIS_URL", "http://cache:6379"),
+            ("WS_REDIS_CLUSTER", "yes"),
+            ("WS_HISTORY_TTL_SECONDS", "600"),
+            ("WS_POSITION_TTL_SECONDS", "60"),
+            ("WS_DRAIN_SECONDS", "18"),
+        ])
+        .expect_err("invalid");
+        let text = err.to_string();
+        for name in [
+            "WS_REDIS_URL",
+            "WS_REDIS_CLUSTER",
+            "WS_POSITION_TTL_SECONDS",
+            "WS_DRAIN_SECONDS",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+
+    #[test]
     fn queues_are_read_one_by_one() {
         let c = config(&[("SQS_QUEUE_URL_QA", "http://127.0.0.1:1/123/qa")]).expect("valid");
         assert_eq!(
