@@ -37,6 +37,15 @@ pub enum Target<'a> {
     All,
 }
 
+impl<'a> Target<'a> {
+    pub fn project(self) -> Option<&'a str> {
+        match self {
+            Target::Project(p) => Some(p),
+            Target::All => None,
+        }
+    }
+}
+
 /// A project's position: what the update frames and `subscribed` replies carry.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Position {

@@ -385,10 +385,7 @@ impl Hub for RedisHub {
         idempotency_key: Option<&str>,
     ) -> PublishFuture {
         let inner = self.inner.clone();
-        let project = match target {
-            Target::Project(p) => Some(p.to_owned()),
-            Target::All => None,
-        };
+        let project = target.project().map(str::to_owned);
         let base = update_base(project.as_deref(), data);
         let idem = idempotency_key.map(|k| scripts::idempotency_key(project.as_deref(), k));
         Box::pin(async move {
