@@ -334,6 +334,12 @@ fn common_parameters(env: &Environment, found: &preflight::Found) -> Vec<Paramet
             "CertificateArn",
             env.certificate_arn.clone().unwrap_or_default(),
         ),
+        param("Broker", env.broker.kind.as_str()),
+        param(
+            "ExternalRedisUrl",
+            env.broker.redis_url.clone().unwrap_or_default(),
+        ),
+        param("ExternalRedisCluster", env.broker.cluster.to_string()),
     ];
     for (key, value) in &found.main {
         parameters.push(param(key, value));

@@ -6,6 +6,13 @@ use serde::Serialize;
 use super::metrics::Series;
 use crate::release::Release;
 
+#[derive(Debug, Serialize)]
+pub struct BrokerState {
+    /// `elasticache`, `external` or `none`.
+    pub mode: String,
+    pub endpoint: Option<String>,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Status {
     pub environment: String,
@@ -13,6 +20,8 @@ pub struct Status {
     pub stack: Option<StackState>,
     /// Where clients connect (`ws://.../ws`).
     pub endpoint: Option<String>,
+    /// The cross-task broker (stack outputs `BrokerMode`, `BrokerEndpoint`).
+    pub broker: Option<BrokerState>,
     pub service: Option<ServiceState>,
     pub deployments: Vec<DeploymentState>,
     /// The release the service runs now.

@@ -2,6 +2,7 @@
 //! WebSocket and HTTP clients.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod fleet;
 pub mod jwt;
 
 use std::collections::HashMap;
