@@ -186,6 +186,19 @@ pub async fn recv(ws: &mut Ws) -> Value {
     next.expect("no frame within 10 s")
 }
 
+/// Reads the `subscribed` frame that follows a `?project_id=` subscription (after the welcome,
+/// or after `authenticated`): the project's position, without `request_id`.
+pub async fn expect_position(ws: &mut Ws, project: &str) -> Value {
+    let sub = recv(ws).await;
+    assert_eq!(
+        (&sub["type"], &sub["project_id"]),
+        (&json!("subscribed"), &json!(project)),
+        "the position after the subscription: {sub}"
+    );
+    assert!(sub["offset"].is_u64() && sub.get("request_id").is_none(), "{sub}");
+    sub
+}
+
 /// Sends a request and returns the reply.
 pub async fn request(ws: &mut Ws, v: Value) -> Value {
     send(ws, v).await;
