@@ -215,3 +215,30 @@ export function emulatorSqs() {
       (await call('ReceiveMessage', { QueueUrl: queueUrl, MessageAttributeNames: ['All'], WaitTimeSeconds: 2, MaxNumberOfMessages: 10 })).Messages ?? [],
   };
 }
+
+const MIME = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.json': 'application/json' };
+
+/**
+ * Serves the dashboard and the client from the repository, as a static host would (only
+ * `examples/` and `clients/js/src/`).
+ */
+export async function serveStatic() {
+  const { createServer: createHttp } = await import('node:http');
+  const { readFile } = await import('node:fs/promises');
+  const { extname, normalize } = await import('node:path');
+  const server = createHttp(async (req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
+    if (!/^\/(examples\/|clients\/js\/src\/)/.test(path) || path.includes('..')) {
+      res.writeHead(404).end();
+      return;
+    }
+    try {
+      const body = await readFile(join(REPO, path));
+      res.writeHead(200, { 'content-type': MIME[extname(path)] ?? 'application/octet-stream' }).end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  return { url: `http://127.0.0.1:${server.address().port}`, stop: () => new Promise((ok) => server.close(ok)) };
+}
