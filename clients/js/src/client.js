@@ -204,7 +204,6 @@ export class WsClient {
       this.lost(4001, 'authentication did not complete');
       return;
     }
-    this.authenticated = true;
     this.everOpen = true;
     this.attempt = 0;
     for (const projectId of this.projects.keys()) this.sendSubscribe(projectId);
@@ -214,6 +213,7 @@ export class WsClient {
   }
 
   onAuthenticated(reply) {
+    this.authenticated = true;
     this.expiresAt = typeof reply.expires_at === 'number' ? reply.expires_at : null;
     this.userId = reply.user_id;
     this.emit('authenticated', reply);
@@ -410,12 +410,12 @@ export class WsClient {
         if (at >= 0) this.queue.splice(at, 1);
         reject(new ClientError('timeout', `no reply to ${frame.action} within ${timeoutMs} ms`));
       }, timeoutMs);
-      if (direct || this.authenticatedOrOpen()) this.transmit(entry);
+      if (direct || this.isOpen()) this.transmit(entry);
       else this.queue.push(entry);
     });
   }
 
-  authenticatedOrOpen() {
+  isOpen() {
     return this.ws && this.state === 'open';
   }
 
@@ -485,7 +485,9 @@ export class WsClient {
     }
     const sub = new Subscription(this, projectId, handlers);
     project.subs.add(sub);
-    sub.ready = fresh && this.authenticatedOrOpen() ? this.sendSubscribe(projectId) : this.whenSubscribed(projectId);
+    if (fresh && this.isOpen()) this.sendSubscribe(projectId);
+    // resolves at the first `subscribed` (a connection lost before it just delays it)
+    sub.ready = this.whenSubscribed(projectId);
     sub.ready.catch(() => {}); // the caller may not await it
     return sub;
   }
@@ -531,7 +533,7 @@ export class WsClient {
     project.subs.delete(sub);
     if (project.subs.size === 0) {
       this.projects.delete(sub.projectId);
-      if (this.authenticatedOrOpen()) {
+      if (this.isOpen()) {
         this.send({ action: 'unsubscribe', project_id: sub.projectId }).catch(() => {});
       }
     }
