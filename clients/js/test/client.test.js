@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { backoffCap, backoffDelay, ClientError, WsClient } from '../src/index.js';
-import { emulatorSqs, mintToken, publish, sleep, startRedis, startServer, stopAll, until } from './harness.js';
+import { emulatorSqs, mintToken, publish, sleep, startHaproxy, startRedis, startServer, stopAll, until } from './harness.js';
 
 after(stopAll);
 
@@ -167,6 +167,24 @@ describe('subscriptions and positions', () => {
     assert.equal(c.seen.updates[1].offset, top.offset + 1);
     c.close();
   });
+
+  test('updates to the user (job progress) and broadcasts arrive as update events', async (t) => {
+    const server = await startServer();
+    t.after(server.stop);
+    const c = client(server.ws, { getToken: () => mintToken({ sub: 'erin' }) });
+    const got = [];
+    c.on('update', (u) => got.push(u));
+    c.connect();
+    await opened(c);
+    assert.equal((await publish(server.http, { user_id: 'erin', data: { job: 7, progress: 50 } })).status, 202);
+    assert.equal((await publish(server.http, { user_id: 'someone-else', data: { job: 8 } })).status, 202);
+    assert.equal((await publish(server.http, { data: { notice: 'maintenance at noon' } })).status, 202);
+    await until('two updates', () => got.length === 2);
+    await sleep(200);
+    assert.deepEqual(got.map((u) => u.data), [{ job: 7, progress: 50 }, { notice: 'maintenance at noon' }]);
+    assert.equal(got[0].userId, 'erin');
+    c.close();
+  });
 });
 
 describe('forwarding', () => {
@@ -254,6 +272,35 @@ describe('reconnecting', () => {
     // resubscribed: an update published now reaches every client
     await publish(restarted.http, { project_id: 'p-back', data: { n: 1 } });
     await Promise.all(clients.map((c) => until('the update after the restart', () => c.seen.updates.length === 1)));
+    for (const c of clients) c.close();
+  });
+
+  test('a drain: each client waits a random delay within the reconnect frame\'s jitter_ms, then the balancer puts it on the other task', async (t) => {
+    const env = { WS_DRAIN_SECONDS: '2' };
+    const tasks = [await startServer(env), await startServer(env)];
+    t.after(() => Promise.all(tasks.map((s) => s.stop())));
+    const lb = await startHaproxy(tasks.map((s) => s.port));
+    t.after(lb.stop);
+    const clients = Array.from({ length: 20 }, () => client(lb.ws, { backoff: { initialMs: 5000, maxMs: 5000 } }));
+    const hints = clients.map(() => []);
+    clients.forEach((c, i) => c.on('frame', (f) => f.type === 'reconnect' && hints[i].push(f)));
+    for (const c of clients) c.connect();
+    await Promise.all(clients.map(opened));
+    const onFirst = (await (await fetch(`${tasks[0].http}/health`)).json()).connections;
+    assert.ok(onFirst > 0, 'round robin put clients on the first task');
+
+    await tasks[0].stop('SIGTERM');
+    await until('every client back on the second task', async () =>
+      clients.every((c) => c.state === 'open') && (await (await fetch(`${tasks[1].http}/health`)).json()).connections === 20);
+    const moved = clients.map((c, i) => ({ c, hint: hints[i][0] })).filter((m) => m.hint);
+    assert.equal(moved.length, onFirst, 'every client of the drained task got the reconnect frame');
+    const delays = moved.map(({ c }) => c.seen.states.find((s) => s.code === 1001).delayMs);
+    for (const [k, { hint }] of moved.entries()) {
+      assert.ok(hint.jitter_ms > 0, JSON.stringify(hint));
+      // within the server's window, not the 5 s backoff: a drain is not the client's failure
+      assert.ok(delays[k] >= 0 && delays[k] < hint.jitter_ms, `waited ${delays[k]} ms, jitter_ms ${hint.jitter_ms}`);
+    }
+    assert.ok(new Set(delays).size >= Math.min(moved.length, 5), `delays ${delays} are spread`);
     for (const c of clients) c.close();
   });
 });
