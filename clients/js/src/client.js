@@ -172,7 +172,13 @@ export class WsClient {
     ws.onclose = (event) => {
       if (gen === this.gen) this.lost(event.code, event.reason);
     };
-    ws.onerror = () => {}; // a close event follows every error
+    ws.onerror = () => {
+      // browsers follow every error with a close event (which carries the code); Node 20's
+      // WebSocket does not after a failed connect, so an error without a close is a loss too
+      setTimeout(() => {
+        if (gen === this.gen) this.lost(1006, 'connection failed');
+      }, 50);
+    };
   }
 
   /** The socket is open: wait for the welcome, authenticate, resubscribe, send what waited. */
@@ -188,12 +194,16 @@ export class WsClient {
         if (gen !== this.gen) return;
         const reply = await this.send({ action: 'authenticate', token }, { direct: true });
         if (gen !== this.gen) return;
-        if (reply.type === 'error') {
+        if (reply.type === 'error' && reply.code === 'unknown_action') {
+          // a server from before authentication existed: nothing to authenticate to
+          this.onAuthenticated(welcome);
+        } else if (reply.type === 'error') {
           // the server closes with 1008 `auth failed` next; `lost` decides on this code
           this.authError = reply;
           return;
+        } else {
+          this.onAuthenticated(reply);
         }
-        this.onAuthenticated(reply);
       } else {
         this.onAuthenticated(welcome);
       }
@@ -245,7 +255,7 @@ export class WsClient {
     this.ws = null;
     this.authenticated = false;
     if (ws) {
-      ws.onopen = ws.onmessage = ws.onclose = null;
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
       try {
         ws.close(code, reason);
       } catch {

@@ -58,7 +58,8 @@ function launch(name, cmd, args, env) {
   child.stderr.on('data', keep);
   proc.exited = new Promise((ok) => child.on('exit', (code, signal) => ok({ code, signal })));
   proc.alive = () => child.exitCode === null && child.signalCode === null;
-  proc.stop = async (signal = 'SIGTERM') => {
+  proc.stop = async (signal) => {
+    if (typeof signal !== 'string') signal = 'SIGTERM'; // also usable as t.after(proc.stop)
     if (proc.alive()) child.kill(signal);
     return proc.exited;
   };
