@@ -74,7 +74,7 @@ export class WsClient {
     /** @type {ConnectionState} */
     this.state = 'idle';
     /** what the client counted, for dashboards and tests */
-    this.stats = { connects: 0, reconnects: 0, duplicatesDropped: 0, resets: 0, refreshes: 0 };
+    this.stats = { connects: 0, reconnects: 0, replayed: 0, duplicatesDropped: 0, resets: 0, refreshes: 0 };
     /** @type {Map<string, {position: Position|null, subs: Set<Subscription>}>} */
     this.projects = new Map();
     this.listeners = new Map();
@@ -360,8 +360,10 @@ export class WsClient {
       this.reset(frame.project_id, 'not_recovered', top);
     } else if (!meta.since && !meta.unsolicited) {
       project.position = top;
+    } else {
+      // recovered: the missed updates up to the top follow, each moving the position on
+      project.replayUntil = top.offset;
     }
-    // recovered: the missed updates follow, each moving the position on
   }
 
   onUpdate(frame) {
@@ -384,6 +386,7 @@ export class WsClient {
         this.reset(frame.project_id, 'epoch_changed', { offset: frame.offset, epoch: frame.epoch });
       }
       project.position = { offset: frame.offset, epoch: frame.epoch };
+      if (frame.offset <= (project.replayUntil ?? 0)) this.stats.replayed++;
     }
     for (const sub of [...project.subs]) sub.deliver(frame.data, meta);
   }

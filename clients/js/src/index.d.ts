@@ -104,7 +104,8 @@ export interface ClientEvents {
 export class WsClient {
   constructor(options: ClientOptions);
   readonly state: ConnectionState;
-  readonly stats: { connects: number; reconnects: number; duplicatesDropped: number; resets: number; refreshes: number };
+  /** replayed: updates delivered from history after a resubscribe with `since` */
+  readonly stats: { connects: number; reconnects: number; replayed: number; duplicatesDropped: number; resets: number; refreshes: number };
   on<K extends keyof ClientEvents>(event: K, listener: (value: ClientEvents[K]) => void): () => void;
   connect(): this;
   close(): void;

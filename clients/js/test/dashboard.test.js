@@ -46,7 +46,9 @@ const readPage = (page) =>
   page.evaluate(() => ({
     state: document.getElementById('state').dataset.state,
     reconnects: Number(document.getElementById('reconnects').textContent),
+    replayed: Number(document.getElementById('replayed').textContent),
     duplicates: Number(document.getElementById('duplicates').textContent),
+    log: [...document.querySelectorAll('#log li')].map((li) => li.textContent),
     resets: Number(document.getElementById('resets').textContent),
     notice: document.getElementById('notice').hidden ? '' : document.getElementById('notice').textContent,
     rows: [...document.querySelectorAll('#updates li')].map((li) => ({
@@ -131,9 +133,10 @@ test('the dashboard shows every update exactly once while one of two tasks is re
     const seqs = shown.rows.map((r) => r.data?.seq);
     t.diagnostic(
       `page ${i}: state ${shown.state}, ${shown.rows.length} rows, seq ${seqs[0]}..${seqs.at(-1)}, ` +
-      `offsets ${shown.rows[0]?.offset}..${shown.rows.at(-1)?.offset}, reconnects ${shown.reconnects}, ` +
+      `offsets ${shown.rows[0]?.offset}..${shown.rows.at(-1)?.offset}, reconnects ${shown.reconnects}, replayed ${shown.replayed}, ` +
       `duplicates dropped ${shown.duplicates}, resets ${shown.resets}`,
     );
+    if (shown.reconnects) t.diagnostic(`page ${i} connection log: ${shown.log.join(' | ')}`);
     assert.deepEqual(errors, [], `page ${i} threw`);
     assert.equal(shown.state, 'open', `page ${i} is connected at the end`);
     assert.equal(shown.resets, 0, `page ${i} was never told to reload: ${shown.notice}`);
