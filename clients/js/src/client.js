@@ -34,8 +34,9 @@ const DEFAULT_DRAIN_JITTER_MS = 2000;
 const DEFAULTS = {
   requestTimeoutMs: 10000,
   connectTimeoutMs: 10000,
-  // refresh this long before `expires_at` (or at half the token's life, if that is shorter)
-  refreshLeadMs: 60000,
+  // refresh this long before `expires_at` (or at half the token's life, if that is shorter):
+  // ahead of the server's `token_expiring` warning (60 s by default), which is the fallback
+  refreshLeadMs: 90000,
   // send an application ping after this long without any frame from the server; a browser
   // cannot see WebSocket pings, so this is how it notices a dead connection
   heartbeatMs: 25000,

@@ -33,7 +33,7 @@ export interface ClientOptions {
   requestTimeoutMs?: number;
   /** time to get the welcome frame after connecting, ms; default 10000 */
   connectTimeoutMs?: number;
-  /** refresh this long before expires_at (at most half the token's life), ms; default 60000 */
+  /** refresh this long before expires_at (at most half the token's life), ms; default 90000 */
   refreshLeadMs?: number;
   /** ping after this long without a frame from the server, ms; 0 = off; default 25000 */
   heartbeatMs?: number;
