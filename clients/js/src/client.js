@@ -44,6 +44,8 @@ const DEFAULTS = {
 
 let clientCount = 0;
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 export class WsClient {
   /**
    * @param {object} options
@@ -406,8 +408,9 @@ export class WsClient {
    * Sends a request and resolves with the server's reply frame (errors included). Requests made
    * while not connected wait for the connection; `timeoutMs` covers the wait.
    * @param {object} frame
-   * @param {{timeoutMs?: number, direct?: boolean, meta?: object}} [options] `direct` sends on the
-   *   current socket even before authentication (the handshake's own requests)
+   * @param {{timeoutMs?: number, direct?: boolean, meta?: object}} [options] `timeoutMs` 0: none;
+   *   `direct` sends on the current socket even before authentication (the handshake's own
+   *   requests)
    * @returns {Promise<object>}
    */
   send(frame, { timeoutMs = this.options.requestTimeoutMs, direct = false, meta } = {}) {
@@ -418,12 +421,14 @@ export class WsClient {
       }
       const id = this.prefix + this.nextId++;
       const entry = { id, frame: { ...frame, request_id: id }, resolve, reject, meta, sent: false };
-      entry.timer = setTimeout(() => {
-        this.pending.delete(id);
-        const at = this.queue.indexOf(entry);
-        if (at >= 0) this.queue.splice(at, 1);
-        reject(new ClientError('timeout', `no reply to ${frame.action} within ${timeoutMs} ms`));
-      }, timeoutMs);
+      if (timeoutMs > 0) {
+        entry.timer = setTimeout(() => {
+          this.pending.delete(id);
+          const at = this.queue.indexOf(entry);
+          if (at >= 0) this.queue.splice(at, 1);
+          reject(new ClientError('timeout', `no reply to ${frame.action} within ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
       if (direct || this.isOpen()) this.transmit(entry);
       else this.queue.push(entry);
     });
@@ -506,12 +511,25 @@ export class WsClient {
     return sub;
   }
 
-  sendSubscribe(projectId) {
+  sendSubscribe(projectId, { reset = false } = {}) {
     const project = this.projects.get(projectId);
     const since = project.position ?? undefined;
     const frame = { action: 'subscribe', project_id: projectId };
     if (since) frame.since = { offset: since.offset, epoch: since.epoch };
-    const done = this.send(frame, { meta: { since } }).then((reply) => {
+    // no timeout: while the broker is down the server answers when it is back (a lost
+    // connection still fails it, and the next connection subscribes again)
+    const done = this.send(frame, { meta: { since }, timeoutMs: 0 }).then((reply) => {
+      if (this.projects.get(projectId) !== project) return reply; // unsubscribed meanwhile
+      if (reply.type === 'error' && reply.code === 'invalid_since' && since) {
+        // a stored position the server cannot read: start over from the top, and say so
+        project.position = null;
+        return this.sendSubscribe(projectId, { reset: true });
+      }
+      if (reply.type === 'error' && reply.code === 'rate_limited') {
+        const gen = this.gen;
+        return sleep(1000 + Math.floor(this.random() * 1000)).then(() =>
+          gen === this.gen && this.projects.get(projectId) === project ? this.sendSubscribe(projectId) : reply);
+      }
       if (reply.type === 'error') {
         const err = new ClientError(reply.code, reply.message, reply);
         // a refused subscription stays refused on every reconnect: stop following it
@@ -522,6 +540,7 @@ export class WsClient {
         throw err;
       }
       project.subscribedAt = reply;
+      if (reset) this.reset(projectId, 'not_recovered', { offset: reply.offset, epoch: reply.epoch });
       for (const waiter of project.waiters.splice(0)) waiter.resolve(reply);
       return reply;
     });

@@ -168,6 +168,25 @@ describe('subscriptions and positions', () => {
     c.close();
   });
 
+  test('a stored position the server cannot read (invalid_since) starts over from the top with a reset', async (t) => {
+    const server = await startServer();
+    t.after(server.stop);
+    const c = client(server.ws);
+    c.connect();
+    const sub = c.subscribe('p-since', {
+      since: { offset: -1, epoch: 'not valid!' }, // e.g. a corrupted sessionStorage entry
+      onUpdate: (data) => c.seen.updates.push(data),
+      onReset: (id, info) => c.seen.resets.push(info),
+    });
+    const subscribed = await sub.ready;
+    assert.equal(c.seen.resets.length, 1);
+    assert.equal(c.seen.resets[0].reason, 'not_recovered');
+    assert.deepEqual(c.position('p-since'), { offset: subscribed.offset, epoch: subscribed.epoch });
+    await publish(server.http, { project_id: 'p-since', data: { n: 1 } });
+    await until('the update', () => c.seen.updates.length === 1);
+    c.close();
+  });
+
   test('updates to the user (job progress) and broadcasts arrive as update events', async (t) => {
     const server = await startServer();
     t.after(server.stop);
