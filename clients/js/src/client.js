@@ -257,6 +257,8 @@ export class WsClient {
     const ws = this.ws;
     this.ws = null;
     this.authenticated = false;
+    // subscriptions belong to a connection: the next one subscribes again
+    for (const project of this.projects.values()) project.subscribedAt = null;
     if (ws) {
       ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
       try {

@@ -91,6 +91,35 @@ describe('connecting and authenticating', () => {
     c.close();
   });
 
+  test('a token that could not be refreshed: closed at expiry, the client reconnects with a fresh token and resubscribes', async (t) => {
+    const server = await startServer();
+    t.after(server.stop);
+    let identityProviderDown = true;
+    const c = client(server.ws, {
+      backoff: { initialMs: 100, maxMs: 200 },
+      getToken: ({ reason }) => {
+        if (reason === 'refresh' && identityProviderDown) throw new Error('identity provider unreachable');
+        return mintToken({ ttlSeconds: 3 });
+      },
+    });
+    c.connect();
+    await follow(c, 'p-expiry').ready;
+    await publish(server.http, { project_id: 'p-expiry', data: { n: 1 } });
+    await until('the first update', () => c.seen.updates.length === 1);
+    await until('the expiry close', () => c.seen.states.some((s) => s.code === 1008), 8000);
+    const closed = c.seen.states.find((s) => s.code === 1008);
+    assert.match(closed.reason, /^token expired/);
+    assert.ok(c.seen.errors.some((e) => e.code === 'token_source'), 'the failed refresh was reported');
+    identityProviderDown = false;
+    await until('open again with a new token', () => c.state === 'open' && c.stats.connects === 2);
+    await c.subscribe('p-expiry').ready; // resubscribed on the new connection
+    await publish(server.http, { project_id: 'p-expiry', data: { n: 2 } });
+    await until('the update after the reconnect', () => c.seen.updates.length === 2);
+    assert.deepEqual(c.seen.updates.map((u) => u.n), [1, 2]);
+    assert.deepEqual(c.seen.resets, []);
+    c.close();
+  });
+
   test('refreshes on its own schedule before expires_at', async (t) => {
     const server = await startServer({ WS_AUTH_EXPIRY_WARNING_SECONDS: '1' });
     t.after(server.stop);
