@@ -4,12 +4,11 @@
 // every update exactly once, in order. Screenshots are kept in target/dashboard-test/.
 
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import {
-  freePort, mintToken, publish, REPO, serveStatic, sleep, startHaproxy, startRedis, startServer, stopAll, until,
+  freePort, mintToken, publish, REPO, serveStatic, sleep, startHaproxy, startRedis, startServer, stopAll, tempDir,
 } from './harness.js';
 
 after(stopAll);
@@ -30,7 +29,7 @@ async function chromium() {
   }
   const executablePath = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
   // a fresh profile; no sandbox (root in CI); nothing that talks to the network by itself
-  return playwright.chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'js-chromium-')), {
+  return playwright.chromium.launchPersistentContext(tempDir('js-chromium-'), {
     executablePath,
     headless: true,
     viewport: { width: 1100, height: 900 },

@@ -4,7 +4,7 @@
 
 import { spawn } from 'node:child_process';
 import { createHmac, randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -69,9 +69,18 @@ function launch(name, cmd, args, env) {
 }
 
 const liveChildren = new Set();
+const tempDirs = [];
 process.on('exit', () => {
   for (const proc of liveChildren) proc.child.kill('SIGKILL');
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 });
+
+/** A fresh directory under the system's temp dir, removed when the tests end. */
+export function tempDir(prefix) {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
 
 /** Stops everything still running (for `after` hooks). */
 export async function stopAll() {
@@ -113,10 +122,11 @@ export async function startServer(env = {}, { port } = {}) {
 /** A throwaway redis-server on a free port. */
 export async function startRedis() {
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'js-redis-'));
+  const dir = tempDir('js-redis-');
   const proc = launch(`redis :${port}`, 'redis-server', [
     '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
   ]);
+  proc.exited.then(() => rmSync(dir, { recursive: true, force: true }));
   await until('redis-server to listen', async () => {
     if (!proc.alive()) throw new Error(`redis-server exited:\n${proc.output}`);
     return proc.output.includes('Ready to accept connections');
@@ -130,7 +140,7 @@ export async function startRedis() {
  */
 export async function startHaproxy(backends) {
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'js-haproxy-'));
+  const dir = tempDir('js-haproxy-');
   const cfg = join(dir, 'haproxy.cfg');
   writeFileSync(cfg, `global
   maxconn 2000
@@ -150,6 +160,7 @@ backend be
 ${backends.map((p, i) => `  server t${i} 127.0.0.1:${p} check`).join('\n')}
 `);
   const proc = launch(`haproxy :${port}`, 'haproxy', ['-db', '-f', cfg]);
+  proc.exited.then(() => rmSync(dir, { recursive: true, force: true }));
   await until('haproxy to listen', async () => {
     if (!proc.alive()) throw new Error(`haproxy exited:\n${proc.output}`);
     try {
