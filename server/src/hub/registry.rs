@@ -90,12 +90,14 @@ struct Member {
 }
 
 type Members = HashMap<ConnId, Member>;
+/// Connections without positions (a user's).
+type Outboxes = HashMap<ConnId, Arc<Outbox>>;
 
 #[derive(Default)]
 pub struct Registry {
     all: RwLock<HashMap<ConnId, Arc<Outbox>>>,
     /// Connections by the user they authenticated as.
-    users: RwLock<HashMap<Arc<str>, HashMap<ConnId, Arc<Outbox>>>>,
+    users: RwLock<HashMap<Arc<str>, Outboxes>>,
     projects: Mutex<HashMap<Arc<str>, Members>>,
     tickets: AtomicU64,
 }
