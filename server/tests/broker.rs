@@ -743,3 +743,29 @@ async fn a_reconnect_wave_beyond_the_connect_rate_gets_503_connect_rate() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(ws_connect(&t.addr(), "/ws").await.is_ok());
 }
+
+/// TLS as ElastiCache requires it: the task verifies the broker's certificate against the
+/// system roots (`SSL_CERT_FILE`, which the image sets), and refuses a broker it cannot verify.
+#[tokio::test]
+async fn a_tls_broker_is_verified_and_delivers() {
+    let (redis, ca) = Redis::start_tls().await;
+    let url = format!("rediss://127.0.0.1:{}", redis.port);
+    let ca = ca.display().to_string();
+    let t = Task::start(Some(&url), &[("SSL_CERT_FILE", &ca)]).await;
+    t.broker_up().await;
+    let proj = unique("tls");
+    let mut ws = ws_connect(&t.addr(), "/ws").await.unwrap();
+    let r = request(&mut ws, json!({"action": "subscribe", "project_id": proj})).await;
+    assert_eq!(r["offset"], 0, "{r}");
+    let (s, body) = publish_at(&t.addr(), json!({"project_id": proj, "data": {"tls": true}}), None).await;
+    assert_eq!((s, body["offset"].as_u64()), (202, Some(1)), "{body}");
+    assert_eq!(recv(&mut ws).await["data"]["tls"], true);
+
+    // a task that does not trust the broker's CA never talks to it
+    let untrusting = Task::start(Some(&url), &[("SSL_CERT_FILE", "/dev/null")]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, h) = untrusting.health().await.unwrap();
+    assert_eq!(h["broker"]["state"], "down", "{h}");
+    let (s, body) = publish_at(&untrusting.addr(), json!({"project_id": proj, "data": {}}), None).await;
+    assert_eq!((s, body["code"].as_str()), (503, Some("broker_unavailable")), "{body}");
+}

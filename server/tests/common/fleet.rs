@@ -142,6 +142,56 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// A standalone instance that speaks only TLS, with a certificate for 127.0.0.1 from a
+    /// private CA; returns it and the CA's certificate file (for `SSL_CERT_FILE`).
+    pub async fn start_tls() -> (Self, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let sh = format!(
+            "cd {} && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=test CA' \
+             -keyout ca.key -out ca.crt && openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 \
+             -keyout server.key -out server.csr && printf 'subjectAltName=IP:127.0.0.1\\n' > ext && \
+             openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+             -extfile ext -out server.crt",
+            d.display()
+        );
+        let ok = Command::new("sh").arg("-c").arg(&sh).output().await.unwrap();
+        assert!(ok.status.success(), "openssl: {ok:?}");
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--tls-auth-clients", "no"])
+            .arg("--tls-cert-file")
+            .arg(d.join("server.crt"))
+            .arg("--tls-key-file")
+            .arg(d.join("server.key"))
+            .arg("--dir")
+            .arg(d)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server");
+        let ca = d.join("ca.crt");
+        let r = Redis {
+            port,
+            dir,
+            child: Some(child),
+            cluster: false,
+            persistent: false,
+        };
+        let cafile = ca.display().to_string();
+        wait_until("redis-server answers over TLS", 10, || async {
+            Command::new("redis-cli")
+                .args(["--tls", "--cacert", &cafile, "-p", &port.to_string(), "PING"])
+                .output()
+                .await
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
+        })
+        .await;
+        (r, ca)
+    }
+
     /// `redis-cli` against this instance (`-c`: follows cluster redirects); `None` on failure.
     pub async fn cli(&self, args: &[&str]) -> Option<String> {
         let out = Command::new("redis-cli")
