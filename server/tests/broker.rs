@@ -757,15 +757,31 @@ async fn a_tls_broker_is_verified_and_delivers() {
     let mut ws = ws_connect(&t.addr(), "/ws").await.unwrap();
     let r = request(&mut ws, json!({"action": "subscribe", "project_id": proj})).await;
     assert_eq!(r["offset"], 0, "{r}");
-    let (s, body) = publish_at(&t.addr(), json!({"project_id": proj, "data": {"tls": true}}), None).await;
+    let (s, body) = publish_at(
+        &t.addr(),
+        json!({"project_id": proj, "data": {"tls": true}}),
+        None,
+    )
+    .await;
     assert_eq!((s, body["offset"].as_u64()), (202, Some(1)), "{body}");
     assert_eq!(recv(&mut ws).await["data"]["tls"], true);
 
-    // a task that does not trust the broker's CA never talks to it
-    let untrusting = Task::start(Some(&url), &[("SSL_CERT_FILE", "/dev/null")]).await;
+    // a task that does not trust the broker's CA never talks to it. The public roots, not an
+    // empty file: with no root at all the AWS SDK's client asserts at start in debug builds.
+    let public_roots = "/etc/ssl/certs/ca-certificates.crt";
+    let untrusting = Task::start(Some(&url), &[("SSL_CERT_FILE", public_roots)]).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, h) = untrusting.health().await.unwrap();
     assert_eq!(h["broker"]["state"], "down", "{h}");
-    let (s, body) = publish_at(&untrusting.addr(), json!({"project_id": proj, "data": {}}), None).await;
-    assert_eq!((s, body["code"].as_str()), (503, Some("broker_unavailable")), "{body}");
+    let (s, body) = publish_at(
+        &untrusting.addr(),
+        json!({"project_id": proj, "data": {}}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (503, Some("broker_unavailable")),
+        "{body}"
+    );
 }

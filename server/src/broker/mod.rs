@@ -71,6 +71,11 @@ enum Why {
 impl RedisHub {
     /// Checks the URL and starts the pub/sub link; connecting happens in the background.
     pub fn new(config: BrokerConfig, metrics: Arc<Metrics>) -> Result<Self, String> {
+        // redis-rs takes TLS from rustls' process-wide provider. With ring (reqwest, for the
+        // JWKS) and aws-lc-rs (the AWS SDK, jsonwebtoken) both compiled in, rustls cannot pick
+        // one and panics at the first TLS connect: choose aws-lc-rs, the workspace's backend.
+        // An Err only means a provider is already installed.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let url = config.url.clone().ok_or("WS_REDIS_URL is not set")?;
         let client = redis::Client::open(url.as_str())
             .map_err(|e| format!("WS_REDIS_URL is not a usable Redis URL: {e}"))?;

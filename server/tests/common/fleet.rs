@@ -155,12 +155,31 @@ impl Redis {
              -extfile ext -out server.crt",
             d.display()
         );
-        let ok = Command::new("sh").arg("-c").arg(&sh).output().await.unwrap();
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(&sh)
+            .output()
+            .await
+            .unwrap();
         assert!(ok.status.success(), "openssl: {ok:?}");
         let port = free_port();
         let child = Command::new("redis-server")
-            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--tls-auth-clients", "no"])
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--tls-auth-clients",
+                "no",
+            ])
             .arg("--tls-cert-file")
             .arg(d.join("server.crt"))
             .arg("--tls-key-file")
@@ -183,7 +202,14 @@ impl Redis {
         let cafile = ca.display().to_string();
         wait_until("redis-server answers over TLS", 10, || async {
             Command::new("redis-cli")
-                .args(["--tls", "--cacert", &cafile, "-p", &port.to_string(), "PING"])
+                .args([
+                    "--tls",
+                    "--cacert",
+                    &cafile,
+                    "-p",
+                    &port.to_string(),
+                    "PING",
+                ])
                 .output()
                 .await
                 .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")

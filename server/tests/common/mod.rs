@@ -195,7 +195,10 @@ pub async fn expect_position(ws: &mut Ws, project: &str) -> Value {
         (&json!("subscribed"), &json!(project)),
         "the position after the subscription: {sub}"
     );
-    assert!(sub["offset"].is_u64() && sub.get("request_id").is_none(), "{sub}");
+    assert!(
+        sub["offset"].is_u64() && sub.get("request_id").is_none(),
+        "{sub}"
+    );
     sub
 }
 
