@@ -535,9 +535,8 @@ impl Conn {
         });
         self.session = Some(Session { identity, expires });
         // With the broker, the user's channel is subscribed before the client hears it is
-        // authenticated, so a publish for the user after that reply reaches it. Bounded: a
-        // broker that is down delays authentication by at most this, and the channel is
-        // subscribed when the broker comes back.
+        // authenticated, so a publish for the user after that reply reaches it. Bounded, in
+        // case the broker stops answering right then (the hub does not wait while it is down).
         let _ = tokio::time::timeout(crate::broker::BROKER_TIMEOUT, user_ready).await;
         let Some(p) = self.pending_project.take() else {
             return Ok(None);

@@ -406,19 +406,22 @@ impl Hub for RedisHub {
     }
 
     /// The user's first connection on this task subscribes the user's channel; the returned
-    /// future resolves once that channel is live (at once for a later connection). A user's
-    /// updates are live-only: those published while the link was down are not replayed.
+    /// future resolves once that channel is live (at once for a later connection, or while
+    /// the broker is down). A user's updates are live-only: those published while the link
+    /// was down are not replayed.
     fn join_user(&self, user: &Arc<str>, id: ConnId, outbox: &Arc<Outbox>) -> UserReady {
         // Every join asks: a first join whose subscribe is still in flight must not let a
         // second connection of the same user report ready before the channel is live.
         self.inner.registry.join_user(user, id, outbox);
         let (tx, rx) = oneshot::channel();
-        if self
+        let sent = self
             .inner
             .link
             .send(Cmd::Subscribe(scripts::user_channel(user), tx))
-            .is_err()
-        {
+            .is_ok();
+        // While the link is down nothing reaches this task anyway, and the channel is
+        // subscribed when the link comes back (`wanted`): do not hold the connection up for it.
+        if !sent || matches!(*self.inner.state.borrow(), LinkState::Down { .. }) {
             return Box::pin(std::future::ready(()));
         }
         Box::pin(async move {
