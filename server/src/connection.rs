@@ -170,8 +170,17 @@ type ForwardResult = (
 /// Who the connection is, once authenticated.
 struct Session {
     identity: Identity,
-    /// When the token expires, and whether the client was warned; `None`: never.
-    expires: Option<(Instant, bool)>,
+    /// Whether the client was warned of the expiry (`identity.expires_at`).
+    warned: bool,
+}
+
+/// What a connection still has to do to authenticate. Boxed in [`Conn`]: connections that
+/// authenticated on the upgrade never need it, and it is freed once they authenticate.
+struct Pending {
+    /// When it is closed if it has not authenticated.
+    deadline: Instant,
+    /// `?project_id=` of the connect URL: subscribed on authentication, if granted.
+    project: Option<String>,
 }
 
 struct Conn {
@@ -184,11 +193,10 @@ struct Conn {
     inflight: usize,
     /// `None` until the connection authenticates (by header or by its first frame).
     session: Option<Session>,
-    /// When an unauthenticated connection is closed.
-    auth_deadline: Instant,
-    /// `?project_id=` of a connection that authenticates by frame: subscribed then, if granted.
-    pending_project: Option<String>,
-    rate: RequestRate,
+    /// Set while it has not authenticated.
+    pending: Option<Box<Pending>>,
+    /// Made on the first request, so an idle connection carries no rate state.
+    rate: Option<Box<RequestRate>>,
 }
 
 /// A token to check, found by [`Conn::handle`] and checked by the loop (it may need a JWKS
@@ -212,21 +220,34 @@ async fn run(
         state.config.guard.outbox_bytes,
     ));
     let Admitted { identity, ip_slot } = admitted;
+    let pending = identity.is_none().then(|| {
+        Box::new(Pending {
+            deadline: Instant::now() + state.config.auth.timeout,
+            project: None,
+        })
+    });
     let mut conn = Conn {
         id,
-        auth_deadline: Instant::now() + state.config.auth.timeout,
-        rate: RequestRate::new(&state.config.guard),
         state,
         outbox,
         subscriptions: Vec::new(),
         forwards: None,
         inflight: 0,
         session: None,
-        pending_project: project,
+        pending,
+        rate: None,
     };
+    if let Some(p) = conn.pending.as_mut() {
+        p.project = project;
+    } else if let Some(p) = project {
+        // `?project_id=` was checked against the grants at the upgrade (403 if not granted).
+        conn.pending = Some(Box::new(Pending {
+            deadline: Instant::now(),
+            project: Some(p),
+        }));
+    }
     let mut follow = None;
     if let Some(identity) = identity {
-        // `?project_id=` was checked against the grants at the upgrade (403 if not granted).
         follow = conn.start_session(identity).await.ok().flatten();
     }
     let subs: Vec<String> = conn.subscriptions.iter().map(|s| s.to_string()).collect();
@@ -454,21 +475,21 @@ impl Conn {
 
     /// The earliest of the authentication deadline, the expiry warning and the expiry.
     fn next_deadline(&self) -> Instant {
-        let far = Instant::now() + Duration::from_secs(86_400 * 365);
-        match &self.session {
-            None => self.auth_deadline,
-            Some(Session {
-                expires: Some((at, warned)),
-                ..
-            }) => {
-                if *warned {
-                    *at
-                } else {
-                    at.checked_sub(self.state.config.auth.expiry_warning)
-                        .unwrap_or(*at)
+        let now = Instant::now();
+        match (&self.session, &self.pending) {
+            (None, Some(p)) => p.deadline,
+            (Some(s), _) => match s.identity.expires_at {
+                Some(exp) => {
+                    let left = until_unix(exp);
+                    if s.warned {
+                        now + left
+                    } else {
+                        now + left.saturating_sub(self.state.config.auth.expiry_warning)
+                    }
                 }
-            }
-            Some(_) => far,
+                None => now + Duration::from_secs(86_400 * 365),
+            },
+            (None, None) => now,
         }
     }
 
@@ -476,29 +497,23 @@ impl Conn {
     /// shortly before the expiry.
     fn check_deadlines(&mut self, now: Instant) -> Option<Exit> {
         let warning = self.state.config.auth.expiry_warning;
-        match &mut self.session {
-            None if now >= self.auth_deadline => Some(Exit::AuthTimeout),
-            None => None,
-            Some(Session {
-                identity,
-                expires: Some((at, warned)),
-            }) => {
-                if now >= *at {
-                    return Some(Exit::TokenExpired);
-                }
-                if !*warned && now + warning >= *at {
-                    *warned = true;
-                    let left = at.saturating_duration_since(now).as_secs();
-                    let expires_at = identity.expires_at.unwrap_or(0);
-                    self.send(&Reply::TokenExpiring {
-                        expires_at,
-                        seconds_left: left,
-                    });
-                }
-                None
-            }
-            Some(_) => None,
+        let Some(session) = &mut self.session else {
+            let late = self.pending.as_ref().is_none_or(|p| now >= p.deadline);
+            return late.then_some(Exit::AuthTimeout);
+        };
+        let exp = session.identity.expires_at?;
+        let left = until_unix(exp);
+        if left.is_zero() {
+            return Some(Exit::TokenExpired);
         }
+        if !session.warned && left <= warning {
+            session.warned = true;
+            self.send(&Reply::TokenExpiring {
+                expires_at: exp,
+                seconds_left: left.as_secs(),
+            });
+        }
+        None
     }
 
     /// Starts (or, on refresh, replaces) the session: the hub learns the user, and the
@@ -511,10 +526,6 @@ impl Conn {
         &mut self,
         identity: Identity,
     ) -> Result<Option<Arc<str>>, RequestError> {
-        let expires = identity.expires_at.map(|exp| {
-            let left = exp.saturating_sub(unix_now());
-            (Instant::now() + Duration::from_secs(left), false)
-        });
         let hub = &self.state.hub;
         match self.session.take() {
             None => hub.join(self.id, self.outbox.clone()),
@@ -533,12 +544,15 @@ impl Conn {
             }
             keep
         });
-        self.session = Some(Session { identity, expires });
+        self.session = Some(Session {
+            identity,
+            warned: false,
+        });
         // With the broker, the user's channel is subscribed before the client hears it is
         // authenticated, so a publish for the user after that reply reaches it. Bounded, in
         // case the broker stops answering right then (the hub does not wait while it is down).
         let _ = tokio::time::timeout(crate::broker::BROKER_TIMEOUT, user_ready).await;
-        let Some(p) = self.pending_project.take() else {
+        let Some(p) = self.pending.take().and_then(|p| p.project) else {
             return Ok(None);
         };
         if grants.project(&p) {
@@ -763,8 +777,12 @@ impl Conn {
 
     /// `Some` when the request must not be processed: over the rate (answered
     /// `rate_limited`) or abusive (the connection is closed).
-    fn over_rate(&self, rid: Option<&RawValue>) -> Option<Step> {
-        match self.rate.check() {
+    fn over_rate(&mut self, rid: Option<&RawValue>) -> Option<Step> {
+        let guard = &self.state.config.guard;
+        let rate = self
+            .rate
+            .get_or_insert_with(|| Box::new(RequestRate::new(guard)));
+        match rate.check() {
             Verdict::Allowed => None,
             Verdict::Refused => {
                 incr(&self.state.metrics.rate_limited);
@@ -1028,11 +1046,12 @@ fn close_reason(prefix: &str, why: &str) -> String {
     r
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
+/// Time left until the unix time `at` (zero once it has passed).
+fn until_unix(at: u64) -> Duration {
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+        .unwrap_or_default();
+    Duration::from_secs(at).saturating_sub(now)
 }
 
 fn read_error(e: axum::Error) -> Exit {
