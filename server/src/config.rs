@@ -388,11 +388,17 @@ mod tests {
     #[test]
     fn the_broker_settings_are_checked_together() {
         let c = config(&[]).expect("valid");
-        assert!(c.broker.url.is_none(), "no broker by default: the in-process hub");
+        assert!(
+            c.broker.url.is_none(),
+            "no broker by default: the in-process hub"
+        );
         assert_eq!((c.broker.history_size, c.broker.recovery_max), (1000, 500));
         assert_eq!(c.drain_window, Duration::from_secs(10));
-        let c = config(&[("WS_REDIS_URL", "rediss://u:p@cache:6379"), ("WS_REDIS_CLUSTER", "true")])
-            .expect("valid");
+        let c = config(&[
+            ("WS_REDIS_URL", "rediss://u:p@cache:6379"),
+            ("WS_REDIS_CLUSTER", "true"),
+        ])
+        .expect("valid");
         assert!(c.broker.cluster && c.broker.url.is_some());
         let err = config(&[
             ("WS_REDIS_URL", "http://cache:6379"),

@@ -383,7 +383,11 @@ impl Conn {
     }
 
     fn subscribe(&mut self, rid: Option<&RawValue>, project_id: String, since: Option<Since>) {
-        let known = self.subscriptions.iter().find(|s| ***s == *project_id).cloned();
+        let known = self
+            .subscriptions
+            .iter()
+            .find(|s| ***s == *project_id)
+            .cloned();
         let p = match known {
             Some(p) => p,
             None => {

@@ -176,7 +176,10 @@ impl LocalHub {
     }
 
     fn top(&self, project: &str) -> u64 {
-        registry::lock(&self.tops).get(project).copied().unwrap_or(0)
+        registry::lock(&self.tops)
+            .get(project)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Publishes synchronously; what [`Hub::publish`] does for this hub.
@@ -242,7 +245,9 @@ impl Hub for LocalHub {
     }
 
     fn subscribe(&self, req: SubscribeRequest) {
-        let ticket = self.registry.begin(&req.project, req.id, &req.outbox, req.since.as_ref());
+        let ticket = self
+            .registry
+            .begin(&req.project, req.id, &req.outbox, req.since.as_ref());
         let top = self.top(&req.project);
         let outcome = match &req.since {
             None => Outcome::Fresh {
@@ -303,7 +308,9 @@ mod tests {
     }
 
     fn texts(o: &Outbox) -> Vec<String> {
-        std::iter::from_fn(|| o.pop()).map(|b| b.to_string()).collect()
+        std::iter::from_fn(|| o.pop())
+            .map(|b| b.to_string())
+            .collect()
     }
 
     fn sub(hub: &LocalHub, id: ConnId, o: &Arc<Outbox>, since: Option<Since>) {
@@ -330,7 +337,10 @@ mod tests {
         assert_eq!(p.position.as_ref().map(|p| p.offset), Some(1));
         assert_eq!(p.local.map(|d| d.delivered), Some(1));
         let got = texts(&oa);
-        assert!(got[0].ends_with(&format!(r#""offset":1,"epoch":"{}"}}"#, hub.epoch)), "{got:?}");
+        assert!(
+            got[0].ends_with(&format!(r#""offset":1,"epoch":"{}"}}"#, hub.epoch)),
+            "{got:?}"
+        );
         assert!(ob.is_empty());
 
         let p = hub.publish_now(Target::All, &data(), None);
@@ -364,7 +374,15 @@ mod tests {
         let id = Uuid::new_v4();
         let o = Arc::new(Outbox::new(8));
         hub.join(id, o.clone());
-        sub(&hub, id, &o, Some(Since { offset: 1, epoch: epoch.clone() }));
+        sub(
+            &hub,
+            id,
+            &o,
+            Some(Since {
+                offset: 1,
+                epoch: epoch.clone(),
+            }),
+        );
         assert!(texts(&o)[0].contains(r#""recovered":true"#));
         sub(&hub, id, &o, Some(Since { offset: 0, epoch }));
         assert!(texts(&o)[0].contains(r#""recovered":false"#));

@@ -91,7 +91,8 @@ impl AppState {
         forwarder: Forwarder,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let rate = std::num::NonZeroU32::new(config.connect_rate).unwrap_or(std::num::NonZeroU32::MIN);
+        let rate =
+            std::num::NonZeroU32::new(config.connect_rate).unwrap_or(std::num::NonZeroU32::MIN);
         Self(Arc::new(Shared {
             connect_rate: governor::RateLimiter::direct(governor::Quota::per_second(rate)),
             config,

@@ -99,7 +99,10 @@ impl Outbox {
     /// Queues a recovery replay (at most `WS_RECOVERY_MAX` frames) as one batch that does not
     /// count against the capacity: a client that asked for missed updates is not "too slow"
     /// for receiving them, and live updates after the batch still have the whole capacity.
-    pub fn push_replay(&self, frames: impl IntoIterator<Item = Utf8Bytes>) -> Result<(), PushError> {
+    pub fn push_replay(
+        &self,
+        frames: impl IntoIterator<Item = Utf8Bytes>,
+    ) -> Result<(), PushError> {
         let mut inner = self.lock();
         if inner.state != State::Open {
             return Err(PushError::Closed);

@@ -332,7 +332,12 @@ fn parse_since(raw: &RawValue) -> Result<Option<Since>, RequestError> {
         .parse::<u64>()
         .ok()
         .filter(|o| *o <= MAX_OFFSET)
-        .ok_or_else(|| bad(&format!("offset {} is not a whole number from 0 to 2^53", offset.get())))?;
+        .ok_or_else(|| {
+            bad(&format!(
+                "offset {} is not a whole number from 0 to 2^53",
+                offset.get()
+            ))
+        })?;
     let epoch = match r.epoch {
         Some(serde_json::Value::String(e)) if valid_epoch(&e) => e,
         Some(serde_json::Value::String(_)) => {
@@ -514,8 +519,10 @@ mod tests {
         let p = parse_request(
             r#"{"action":"subscribe","project_id":"p1","since":{"offset":7,"epoch":"ab12"}}"#,
         );
-        assert!(matches!(p.action, Ok(Action::Subscribe { since: Some(s), .. })
-            if s == Since { offset: 7, epoch: "ab12".into() }));
+        assert!(
+            matches!(p.action, Ok(Action::Subscribe { since: Some(s), .. })
+            if s == Since { offset: 7, epoch: "ab12".into() })
+        );
         let p = parse_request(r#"{"action":"subscribe","project_id":"p1","since":null}"#);
         assert!(matches!(
             p.action,

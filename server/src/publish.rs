@@ -102,7 +102,9 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
             let mut r = problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "broker_unavailable",
-                format!("the broker did not take the update ({cause}); retry with the same Idempotency-Key"),
+                format!(
+                    "the broker did not take the update ({cause}); retry with the same Idempotency-Key"
+                ),
             );
             r.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));

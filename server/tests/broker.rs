@@ -10,7 +10,6 @@ use common::fleet::*;
 use common::{assert_silent, recv, request};
 use serde_json::{Value, json};
 
-
 async fn subscribe_since(ws: &mut common::Ws, project: &str, since: Value) -> Value {
     request(
         ws,
@@ -32,12 +31,23 @@ async fn two_tasks_every_subscriber_gets_every_update_in_order_once() {
     }
     // both tasks hold clients (round robin)
     let (ca, cb) = (a.health().await.unwrap().1, b.health().await.unwrap().1);
-    assert!(ca["connections"] == 10 && cb["connections"] == 10, "{ca} {cb}");
+    assert!(
+        ca["connections"] == 10 && cb["connections"] == 10,
+        "{ca} {cb}"
+    );
     for n in 1..=200u64 {
-        let (s, body) = publish_at(&lb.addr(), json!({"project_id": proj, "data": {"n": n}}), None).await;
+        let (s, body) = publish_at(
+            &lb.addr(),
+            json!({"project_id": proj, "data": {"n": n}}),
+            None,
+        )
+        .await;
         assert_eq!(s, 202, "{body}");
         assert_eq!(body["offset"], n, "{body}");
-        assert!(body["epoch"].is_string() && body["duplicate"] == false, "{body}");
+        assert!(
+            body["epoch"].is_string() && body["duplicate"] == false,
+            "{body}"
+        );
     }
     for (i, f) in followers.into_iter().enumerate() {
         let seen = f.finish(200).await;
@@ -55,9 +65,16 @@ async fn a_broadcast_reaches_every_connection_on_every_task_without_position() {
     let mut wa = ws_connect(&a.addr(), "/ws").await.unwrap();
     let mut wb = ws_connect(&b.addr(), "/ws").await.unwrap();
     let (s, body) = publish_at(&a.addr(), json!({"data": {"all": true}}), None).await;
-    assert_eq!((s, body.clone()), (202, json!({"duplicate": false})), "{body}");
+    assert_eq!(
+        (s, body.clone()),
+        (202, json!({"duplicate": false})),
+        "{body}"
+    );
     for ws in [&mut wa, &mut wb] {
-        assert_eq!(recv(ws).await, json!({"type": "update", "data": {"all": true}}));
+        assert_eq!(
+            recv(ws).await,
+            json!({"type": "update", "data": {"all": true}})
+        );
     }
 }
 
@@ -101,7 +118,10 @@ async fn rolling_replacement_under_steady_publishing_loses_nothing() {
         assert_eq!(seen.reloads, 0, "client {i}: {:?}", seen.recovered);
         reconnected += u32::from(seen.reconnects > 0);
     }
-    assert!(reconnected >= 5, "the clients of the old task reconnected: {reconnected}");
+    assert!(
+        reconnected >= 5,
+        "the clients of the old task reconnected: {reconnected}"
+    );
 }
 
 #[tokio::test]
@@ -111,7 +131,13 @@ async fn recovery_after_the_history_ttl_with_nothing_new_is_complete() {
     let t = Task::start(Some(&redis.url()), &[("WS_HISTORY_TTL_SECONDS", "1")]).await;
     let mut last = Value::Null;
     for n in 1..=3 {
-        last = publish_at(&t.addr(), json!({"project_id": proj, "data": {"n": n}}), None).await.1;
+        last = publish_at(
+            &t.addr(),
+            json!({"project_id": proj, "data": {"n": n}}),
+            None,
+        )
+        .await
+        .1;
     }
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let hist = redis.cli(&["EXISTS", &format!("ws:{{{proj}}}:hist")]).await;
@@ -119,11 +145,20 @@ async fn recovery_after_the_history_ttl_with_nothing_new_is_complete() {
     let mut ws = ws_connect(&t.addr(), "/ws").await.unwrap();
     let r = subscribe_since(&mut ws, proj, json!({"offset": 3, "epoch": last["epoch"]})).await;
     assert_eq!(r["type"], "subscribed", "{r}");
-    assert_eq!((r["offset"].as_u64(), r["recovered"].as_bool()), (Some(3), Some(true)), "{r}");
+    assert_eq!(
+        (r["offset"].as_u64(), r["recovered"].as_bool()),
+        (Some(3), Some(true)),
+        "{r}"
+    );
     assert_eq!(r["epoch"], last["epoch"]);
     assert_silent(&mut ws).await;
     // and live updates continue after the position
-    publish_at(&t.addr(), json!({"project_id": proj, "data": {"n": 4}}), None).await;
+    publish_at(
+        &t.addr(),
+        json!({"project_id": proj, "data": {"n": 4}}),
+        None,
+    )
+    .await;
     assert_eq!(recv(&mut ws).await["offset"], 4);
 }
 
@@ -138,28 +173,56 @@ async fn unrecoverable_gaps_say_so_and_replay_nothing() {
     .await;
     let mut epoch = Value::Null;
     for n in 1..=10 {
-        epoch = publish_at(&t.addr(), json!({"project_id": proj, "data": {"n": n}}), None).await.1["epoch"].clone();
+        epoch = publish_at(
+            &t.addr(),
+            json!({"project_id": proj, "data": {"n": n}}),
+            None,
+        )
+        .await
+        .1["epoch"]
+            .clone();
     }
     let mut ws = ws_connect(&t.addr(), "/ws").await.unwrap();
     // trimmed: 3..5 are gone (history keeps 6..10), and 2 is within no cap either
     for (since, why) in [
         (json!({"offset": 4, "epoch": epoch}), "trimmed history"),
-        (json!({"offset": 6, "epoch": epoch}), "more than WS_RECOVERY_MAX=3 missed"),
-        (json!({"offset": 9, "epoch": "0000000000000000"}), "another epoch"),
-        (json!({"offset": 11, "epoch": epoch}), "an offset above the top"),
+        (
+            json!({"offset": 6, "epoch": epoch}),
+            "more than WS_RECOVERY_MAX=3 missed",
+        ),
+        (
+            json!({"offset": 9, "epoch": "0000000000000000"}),
+            "another epoch",
+        ),
+        (
+            json!({"offset": 11, "epoch": epoch}),
+            "an offset above the top",
+        ),
     ] {
         let r = subscribe_since(&mut ws, proj, since).await;
         assert_eq!(r["type"], "subscribed", "{why}: {r}");
         assert_eq!(r["recovered"], false, "{why}: {r}");
-        assert_eq!((r["offset"].as_u64(), &r["epoch"]), (Some(10), &epoch), "{why}: {r}");
+        assert_eq!(
+            (r["offset"].as_u64(), &r["epoch"]),
+            (Some(10), &epoch),
+            "{why}: {r}"
+        );
         assert_silent(&mut ws).await;
     }
     // within the history and the cap: exactly the missed ones, then nothing
     let r = subscribe_since(&mut ws, proj, json!({"offset": 7, "epoch": epoch})).await;
-    assert_eq!((r["recovered"].as_bool(), r["offset"].as_u64()), (Some(true), Some(10)), "{r}");
+    assert_eq!(
+        (r["recovered"].as_bool(), r["offset"].as_u64()),
+        (Some(true), Some(10)),
+        "{r}"
+    );
     for o in 8..=10 {
         let u = recv(&mut ws).await;
-        assert_eq!((u["type"].as_str(), u["offset"].as_u64()), (Some("update"), Some(o)), "{u}");
+        assert_eq!(
+            (u["type"].as_str(), u["offset"].as_u64()),
+            (Some("update"), Some(o)),
+            "{u}"
+        );
         assert_eq!(u["data"]["n"], o);
     }
     assert_silent(&mut ws).await;
@@ -170,23 +233,46 @@ async fn a_flushed_broker_gives_a_new_epoch_and_live_clients_are_told_to_reload(
     let proj: &'static str = unique("proj").leak();
     let redis = Redis::start().await;
     let t = Task::start(Some(&redis.url()), &[]).await;
-    let first = publish_at(&t.addr(), json!({"project_id": proj, "data": {"n": 1}}), None).await.1;
+    let first = publish_at(
+        &t.addr(),
+        json!({"project_id": proj, "data": {"n": 1}}),
+        None,
+    )
+    .await
+    .1;
     let mut ws = ws_connect(&t.addr(), "/ws").await.unwrap();
     let r = subscribe_since(&mut ws, proj, json!({"offset": 1, "epoch": first["epoch"]})).await;
     assert_eq!(r["recovered"], true, "{r}");
     assert_eq!(redis.cli(&["FLUSHALL"]).await.as_deref(), Some("OK"));
-    let after = publish_at(&t.addr(), json!({"project_id": proj, "data": {"n": 2}}), None).await.1;
-    assert_ne!(after["epoch"], first["epoch"], "a new epoch after the flush");
+    let after = publish_at(
+        &t.addr(),
+        json!({"project_id": proj, "data": {"n": 2}}),
+        None,
+    )
+    .await
+    .1;
+    assert_ne!(
+        after["epoch"], first["epoch"],
+        "a new epoch after the flush"
+    );
     assert_eq!(after["offset"], 1);
     let tell = recv(&mut ws).await;
     assert_eq!(
-        (tell["type"].as_str(), tell["recovered"].as_bool(), &tell["epoch"]),
+        (
+            tell["type"].as_str(),
+            tell["recovered"].as_bool(),
+            &tell["epoch"]
+        ),
         (Some("subscribed"), Some(false), &after["epoch"]),
         "{tell}"
     );
     assert!(tell.get("request_id").is_none(), "unsolicited: {tell}");
     let u = recv(&mut ws).await;
-    assert_eq!((u["offset"].as_u64(), &u["epoch"]), (Some(1), &after["epoch"]), "{u}");
+    assert_eq!(
+        (u["offset"].as_u64(), &u["epoch"]),
+        (Some(1), &after["epoch"]),
+        "{u}"
+    );
     // an old position in the old epoch is not recoverable either
     let r = subscribe_since(&mut ws, proj, json!({"offset": 1, "epoch": first["epoch"]})).await;
     assert_eq!(r["recovered"], false, "{r}");
@@ -198,12 +284,20 @@ async fn a_publish_racing_the_resubscribe_leaves_no_gap_and_no_duplicate() {
     let redis = Redis::shared().await;
     let a = Task::start(Some(&redis.url()), &[]).await;
     let b = Task::start(Some(&redis.url()), &[]).await;
-    let epoch = publish_at(&a.addr(), json!({"project_id": proj, "data": {"n": 1}}), None).await.1["epoch"].clone();
+    let epoch = publish_at(
+        &a.addr(),
+        json!({"project_id": proj, "data": {"n": 1}}),
+        None,
+    )
+    .await
+    .1["epoch"]
+        .clone();
     // publishing on task a while clients resubscribe on task b at different moments
     let addr = a.addr();
     let publisher = tokio::spawn(async move {
         for n in 2..=300u64 {
-            let (s, _) = publish_at(&addr, json!({"project_id": proj, "data": {"n": n}}), None).await;
+            let (s, _) =
+                publish_at(&addr, json!({"project_id": proj, "data": {"n": n}}), None).await;
             assert_eq!(s, 202);
         }
     });
@@ -244,14 +338,28 @@ async fn an_idempotent_retry_publishes_once() {
     assert_eq!(first.0, 202);
     assert_eq!(again.0, 202);
     assert_eq!(first.1["offset"], again.1["offset"]);
-    assert_eq!((first.1["duplicate"].as_bool(), again.1["duplicate"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(
+        (
+            first.1["duplicate"].as_bool(),
+            again.1["duplicate"].as_bool()
+        ),
+        (Some(false), Some(true))
+    );
     assert_eq!(recv(&mut ws).await["offset"], 1);
     assert_silent(&mut ws).await;
     let other = publish_at(&a.addr(), body, Some("job-8-done")).await;
     assert_eq!(other.1["offset"], 2);
     // a malformed key is refused
-    let bad = publish_at(&a.addr(), json!({"project_id": proj, "data": {}}), Some("has space")).await;
-    assert_eq!((bad.0, bad.1["code"].as_str()), (400, Some("invalid_idempotency_key")));
+    let bad = publish_at(
+        &a.addr(),
+        json!({"project_id": proj, "data": {}}),
+        Some("has space"),
+    )
+    .await;
+    assert_eq!(
+        (bad.0, bad.1["code"].as_str()),
+        (400, Some("invalid_idempotency_key"))
+    );
 }
 
 #[tokio::test]
@@ -273,7 +381,11 @@ async fn a_malformed_since_gets_invalid_since_and_the_connection_stays_usable() 
     ] {
         let r = subscribe_since(&mut ws, proj, since.clone()).await;
         assert_eq!(
-            (r["type"].as_str(), r["code"].as_str(), r["request_id"].as_str()),
+            (
+                r["type"].as_str(),
+                r["code"].as_str(),
+                r["request_id"].as_str()
+            ),
             (Some("error"), Some("invalid_since"), Some("r")),
             "{since}: {r}"
         );
@@ -283,7 +395,11 @@ async fn a_malformed_since_gets_invalid_since_and_the_connection_stays_usable() 
     publish_at(&t.addr(), json!({"project_id": proj, "data": {}}), None).await;
     assert_silent(&mut ws).await;
     let r = request(&mut ws, json!({"action": "subscribe", "project_id": proj})).await;
-    assert_eq!((r["type"].as_str(), r["offset"].as_u64()), (Some("subscribed"), Some(1)), "{r}");
+    assert_eq!(
+        (r["type"].as_str(), r["offset"].as_u64()),
+        (Some("subscribed"), Some(1)),
+        "{r}"
+    );
 }
 
 /// Task a reaches the broker through a proxy that the test cuts; task b keeps publishing. a's
@@ -306,17 +422,34 @@ async fn a_task_cut_off_its_broker_keeps_its_clients_and_fills_their_gap() {
     cut.sever();
     wait_state(&a, "down").await;
     let (status, h) = a.health().await.unwrap();
-    assert_eq!(status, 200, "a task whose broker is down stays in the balancer: {h}");
+    assert_eq!(
+        status, 200,
+        "a task whose broker is down stays in the balancer: {h}"
+    );
     assert!(h["broker"]["error"].is_string(), "{h}");
-    let (s, body) = publish_at(&a.addr(), json!({"project_id": proj, "data": {}}), Some("while-down")).await;
-    assert_eq!((s, body["code"].as_str()), (503, Some("broker_unavailable")), "{body}");
+    let (s, body) = publish_at(
+        &a.addr(),
+        json!({"project_id": proj, "data": {}}),
+        Some("while-down"),
+    )
+    .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (503, Some("broker_unavailable")),
+        "{body}"
+    );
     for n in 21..=60 {
         publish_until_accepted(&b.addr(), proj, n).await;
     }
     // the retried publish goes through once the broker is back: one more update
     cut.restore();
     wait_state(&a, "up").await;
-    let (s, body) = publish_at(&a.addr(), json!({"project_id": proj, "data": {}}), Some("while-down")).await;
+    let (s, body) = publish_at(
+        &a.addr(),
+        json!({"project_id": proj, "data": {}}),
+        Some("while-down"),
+    )
+    .await;
     assert_eq!(s, 202, "{body}");
     let top = body["offset"].as_u64().unwrap();
     assert_eq!(top, 61);
@@ -335,7 +468,10 @@ async fn wait_state(t: &Task, state: &str) {
         {
             return;
         }
-        assert!(Instant::now() < deadline, "broker state {state} within 15 s");
+        assert!(
+            Instant::now() < deadline,
+            "broker state {state} within 15 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -376,7 +512,10 @@ async fn broker_restart_and_unreachable_broker_lose_no_update() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     redis.thaw();
     let (top, retried) = publisher.await.unwrap();
-    assert!(retried > 0, "some publishes were refused while the broker was away");
+    assert!(
+        retried > 0,
+        "some publishes were refused while the broker was away"
+    );
     for (i, f) in followers.into_iter().enumerate() {
         let seen = f.finish(top).await;
         assert_exactly_once(&format!("client {i}"), &seen, top);
@@ -422,9 +561,23 @@ async fn cluster_mode_two_tasks_deliver_and_recover_across_slots() {
     }
     // recovery reads the history from the project's own node
     let mut ws = ws_connect(&lb.addr(), "/ws").await.unwrap();
-    let (_, body) = publish_at(&lb.addr(), json!({"project_id": projects[2], "data": {}}), None).await;
-    let r = subscribe_since(&mut ws, &projects[2], json!({"offset": 28, "epoch": body["epoch"]})).await;
-    assert_eq!((r["recovered"].as_bool(), r["offset"].as_u64()), (Some(true), Some(31)), "{r}");
+    let (_, body) = publish_at(
+        &lb.addr(),
+        json!({"project_id": projects[2], "data": {}}),
+        None,
+    )
+    .await;
+    let r = subscribe_since(
+        &mut ws,
+        &projects[2],
+        json!({"offset": 28, "epoch": body["epoch"]}),
+    )
+    .await;
+    assert_eq!(
+        (r["recovered"].as_bool(), r["offset"].as_u64()),
+        (Some(true), Some(31)),
+        "{r}"
+    );
     for o in 29..=31 {
         assert_eq!(recv(&mut ws).await["offset"], o);
     }
@@ -453,7 +606,11 @@ async fn the_drain_spreads_its_closes_and_tells_clients_to_reconnect_with_jitter
         assert_eq!(close.map(|c| c.0), Some(1001));
         let last = frames.last().cloned().unwrap_or(Value::Null);
         assert_eq!(
-            (last["type"].as_str(), last["reason"].as_str(), last["jitter_ms"].as_u64()),
+            (
+                last["type"].as_str(),
+                last["reason"].as_str(),
+                last["jitter_ms"].as_u64()
+            ),
             (Some("reconnect"), Some("draining"), Some(2000)),
             "{frames:?}"
         );
@@ -461,7 +618,10 @@ async fn the_drain_spreads_its_closes_and_tells_clients_to_reconnect_with_jitter
     }
     times.sort();
     let (first, last) = (times[0], times[times.len() - 1]);
-    assert!(last < Duration::from_secs(5), "every close within the window: {last:?}");
+    assert!(
+        last < Duration::from_secs(5),
+        "every close within the window: {last:?}"
+    );
     assert!(
         last - first > Duration::from_millis(1000),
         "closes spread over the 3 s window, not at once: {first:?}..{last:?}"
@@ -487,7 +647,11 @@ async fn a_reconnect_wave_beyond_the_connect_rate_gets_503_connect_rate() {
             Err(e) => panic!("{e}"),
         }
     }
-    assert!((5..=7).contains(&admitted.len()), "admitted {}", admitted.len());
+    assert!(
+        (5..=7).contains(&admitted.len()),
+        "admitted {}",
+        admitted.len()
+    );
     assert_eq!(refused + admitted.len(), 20);
     // a second later the task admits again
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -507,7 +671,12 @@ async fn a_tls_broker_is_verified_and_delivers() {
     let mut ws = ws_connect(&t.addr(), "/ws").await.unwrap();
     let r = request(&mut ws, json!({"action": "subscribe", "project_id": proj})).await;
     assert_eq!(r["offset"], 0, "{r}");
-    let (s, body) = publish_at(&t.addr(), json!({"project_id": proj, "data": {"tls": true}}), None).await;
+    let (s, body) = publish_at(
+        &t.addr(),
+        json!({"project_id": proj, "data": {"tls": true}}),
+        None,
+    )
+    .await;
     assert_eq!((s, body["offset"].as_u64()), (202, Some(1)), "{body}");
     assert_eq!(recv(&mut ws).await["data"]["tls"], true);
 
@@ -516,6 +685,15 @@ async fn a_tls_broker_is_verified_and_delivers() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, h) = untrusting.health().await.unwrap();
     assert_eq!(h["broker"]["state"], "down", "{h}");
-    let (s, body) = publish_at(&untrusting.addr(), json!({"project_id": proj, "data": {}}), None).await;
-    assert_eq!((s, body["code"].as_str()), (503, Some("broker_unavailable")), "{body}");
+    let (s, body) = publish_at(
+        &untrusting.addr(),
+        json!({"project_id": proj, "data": {}}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (503, Some("broker_unavailable")),
+        "{body}"
+    );
 }

@@ -179,7 +179,11 @@ async fn sigterm_drains_clients_with_1001_completes_forwards_and_exits_0() {
     for ws in [&mut follower, &mut idle] {
         let (frames, close) = read_until_close(ws).await;
         assert_eq!(close.map(|c| c.0), Some(1001));
-        assert_eq!(frames.last().map(|f| &f["type"]), Some(&json!("reconnect")), "{frames:?}");
+        assert_eq!(
+            frames.last().map(|f| &f["type"]),
+            Some(&json!("reconnect")),
+            "{frames:?}"
+        );
     }
     let (frames, close) = read_until_close(&mut forwarding).await;
     assert_eq!(close.map(|c| c.0), Some(1001));

@@ -62,7 +62,10 @@ async fn subscribe_through_both_routes_and_unsubscribe() {
     let (status, body) = publish(&server, json!({"project_id": "alpha", "data": {"n": 1}})).await;
     assert_eq!(
         (status, body.clone()),
-        (202, json!({"offset": 1, "epoch": epoch, "duplicate": false, "delivered": 2, "dropped": 0}))
+        (
+            202,
+            json!({"offset": 1, "epoch": epoch, "duplicate": false, "delivered": 2, "dropped": 0})
+        )
     );
     for ws in [&mut by_query, &mut by_action] {
         let u = recv(ws).await;

@@ -65,8 +65,7 @@ pub async fn run(
         });
     };
     loop {
-        let pubsub = match tokio::time::timeout(COMMAND_TIMEOUT, client.get_async_pubsub()).await
-        {
+        let pubsub = match tokio::time::timeout(COMMAND_TIMEOUT, client.get_async_pubsub()).await {
             Ok(Ok(p)) => Some(p),
             Ok(Err(e)) => {
                 down(format!("cannot connect: {e}"), &state);

@@ -27,8 +27,8 @@ use tokio::sync::{OnceCell, mpsc, oneshot, watch};
 use crate::config::BrokerConfig;
 use crate::hub::registry::{Finish, Repair};
 use crate::hub::{
-    BrokerStatus, ConnId, Hub, Outcome, Position, PublishError, PublishFuture, Published,
-    Registry, SubscribeRequest, Target, Update, new_epoch, update_base,
+    BrokerStatus, ConnId, Hub, Outcome, Position, PublishError, PublishFuture, Published, Registry,
+    SubscribeRequest, Target, Update, new_epoch, update_base,
 };
 use crate::metrics::{Metrics, add};
 use crate::outbox::Outbox;
@@ -138,10 +138,7 @@ impl Inner {
         };
         match tokio::time::timeout(BROKER_TIMEOUT, run).await {
             Ok(r) => r,
-            Err(_) => Err(format!(
-                "no answer within {} s",
-                BROKER_TIMEOUT.as_secs()
-            )),
+            Err(_) => Err(format!("no answer within {} s", BROKER_TIMEOUT.as_secs())),
         }
     }
 
@@ -158,7 +155,10 @@ impl Inner {
             .arg(new_epoch());
         let mut reply: Vec<redis::Value> = self.invoke(&inv).await?;
         if reply.len() < 3 {
-            return Err(format!("unexpected recovery reply of {} items", reply.len()));
+            return Err(format!(
+                "unexpected recovery reply of {} items",
+                reply.len()
+            ));
         }
         let frames = reply.split_off(3);
         let mut head = reply.into_iter();
@@ -265,7 +265,9 @@ impl Inner {
 
     fn unsubscribe_channels(&self, projects: Vec<Arc<str>>) {
         for p in projects {
-            let _ = self.link.send(Cmd::Unsubscribe(scripts::project_channel(&p)));
+            let _ = self
+                .link
+                .send(Cmd::Unsubscribe(scripts::project_channel(&p)));
         }
     }
 }
@@ -319,7 +321,10 @@ impl link::Receiver for Inner {
 
     fn reconnected(&self) {
         let repairs = self.registry.repair_all();
-        tracing::info!(repairs = repairs.len(), "repairing subscriptions after the broker came back");
+        tracing::info!(
+            repairs = repairs.len(),
+            "repairing subscriptions after the broker came back"
+        );
         if let Some(me) = self.self_arc() {
             for r in repairs {
                 me.spawn_repair(r);
@@ -360,10 +365,10 @@ impl Hub for RedisHub {
     }
 
     fn subscribe(&self, req: SubscribeRequest) {
-        let begun = self
-            .inner
-            .registry
-            .begin(&req.project, req.id, &req.outbox, req.since.as_ref());
+        let begun =
+            self.inner
+                .registry
+                .begin(&req.project, req.id, &req.outbox, req.since.as_ref());
         tokio::spawn(self.inner.clone().recover(
             req.project,
             req.since,
@@ -395,7 +400,10 @@ impl Hub for RedisHub {
                 Some(p) => {
                     // The script appends the position: the frame without its closing brace.
                     let open = base.strip_suffix('}').unwrap_or(&base).to_owned();
-                    debug_assert_eq!(positioned(&base, 1, "e"), format!("{open},\"offset\":1,\"epoch\":\"e\"}}"));
+                    debug_assert_eq!(
+                        positioned(&base, 1, "e"),
+                        format!("{open},\"offset\":1,\"epoch\":\"e\"}}")
+                    );
                     let mut inv = scripts::PUBLISH.prepare_invoke();
                     inv.key(scripts::position_key(&p))
                         .key(scripts::history_key(&p));

@@ -428,7 +428,15 @@ mod tests {
     fn texts(o: &Outbox) -> Vec<String> {
         std::iter::from_fn(|| o.pop())
             .map(|b| b.to_string())
-            .map(|t| if t.starts_with('{') { serde_json::from_str::<serde_json::Value>(&t).map(|v| format!("sub:{}:{}", v["offset"], v["recovered"])).unwrap_or(t) } else { t })
+            .map(|t| {
+                if t.starts_with('{') {
+                    serde_json::from_str::<serde_json::Value>(&t)
+                        .map(|v| format!("sub:{}:{}", v["offset"], v["recovered"]))
+                        .unwrap_or(t)
+                } else {
+                    t
+                }
+            })
             .collect()
     }
 
@@ -453,7 +461,16 @@ mod tests {
             epoch: Arc::from("e"),
             entries: vec![up(3, "e"), up(4, "e"), up(5, "e")],
         };
-        assert!(r.finish("p", id, b.ticket, Finish::Subscribe { request_id: None }, outcome).is_none());
+        assert!(
+            r.finish(
+                "p",
+                id,
+                b.ticket,
+                Finish::Subscribe { request_id: None },
+                outcome
+            )
+            .is_none()
+        );
         r.deliver("p", &up(6, "e"));
         r.deliver("p", &up(7, "e"));
         assert_eq!(texts(&o), ["sub:5:true", "u3", "u4", "u5", "u6", "u7"]);
@@ -466,7 +483,16 @@ mod tests {
         let id = Uuid::new_v4();
         let o = Arc::new(Outbox::new(8));
         let b = r.begin(&p, id, &o, None);
-        r.finish("p", id, b.ticket, Finish::Subscribe { request_id: None }, Outcome::Fresh { top: 1, epoch: Arc::from("e") });
+        r.finish(
+            "p",
+            id,
+            b.ticket,
+            Finish::Subscribe { request_id: None },
+            Outcome::Fresh {
+                top: 1,
+                epoch: Arc::from("e"),
+            },
+        );
         r.deliver("p", &up(2, "e"));
         let (_, repairs) = r.deliver("p", &up(5, "e"));
         assert_eq!(repairs.len(), 1);
@@ -475,7 +501,17 @@ mod tests {
         r.deliver("p", &up(6, "e"));
         let entries = vec![up(3, "e"), up(4, "e")];
         // the history read saw top 4; 5 and 6 waited
-        r.finish("p", id, ticket, Finish::Repair, Outcome::Recovered { top: 4, epoch: Arc::from("e"), entries });
+        r.finish(
+            "p",
+            id,
+            ticket,
+            Finish::Repair,
+            Outcome::Recovered {
+                top: 4,
+                epoch: Arc::from("e"),
+                entries,
+            },
+        );
         assert_eq!(texts(&o), ["sub:1:null", "u2", "u3", "u4", "u5", "u6"]);
     }
 
@@ -485,10 +521,22 @@ mod tests {
         let p: Arc<str> = Arc::from("p");
         let id = Uuid::new_v4();
         let o = Arc::new(Outbox::new(8));
-        let since = Since { offset: 1, epoch: "old".into() };
+        let since = Since {
+            offset: 1,
+            epoch: "old".into(),
+        };
         let b = r.begin(&p, id, &o, Some(&since));
         r.deliver("p", &up(9, "new"));
-        r.finish("p", id, b.ticket, Finish::Subscribe { request_id: None }, Outcome::Lost { top: 8, epoch: Arc::from("new") });
+        r.finish(
+            "p",
+            id,
+            b.ticket,
+            Finish::Subscribe { request_id: None },
+            Outcome::Lost {
+                top: 8,
+                epoch: Arc::from("new"),
+            },
+        );
         assert_eq!(texts(&o), ["sub:8:false", "u9"]);
         // the epoch changes under a live subscription: reload, then the update
         r.deliver("p", &up(1, "newer"));

@@ -71,9 +71,11 @@ impl Redis {
     /// tests that neither restart, freeze nor flush it, and use projects of their own
     /// ([`unique`]).
     pub async fn shared() -> Self {
-        let port = std::env::var("WS_TEST_REDIS_URL")
-            .ok()
-            .and_then(|u| u.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()));
+        let port = std::env::var("WS_TEST_REDIS_URL").ok().and_then(|u| {
+            u.rsplit(':')
+                .next()
+                .and_then(|p| p.trim_end_matches('/').parse().ok())
+        });
         match port {
             Some(port) => Redis {
                 port,
@@ -98,13 +100,20 @@ impl Redis {
 
     async fn spawn(port: u16, dir: tempfile::TempDir, cluster: bool, persistent: bool) -> Self {
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", if persistent { "yes" } else { "no" }])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", if persistent { "yes" } else { "no" }])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
         if persistent {
             cmd.args(["--appendfsync", "always"]);
         }
@@ -146,12 +155,31 @@ impl Redis {
              -extfile ext -out server.crt",
             d.display()
         );
-        let ok = Command::new("sh").arg("-c").arg(&sh).output().await.unwrap();
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(&sh)
+            .output()
+            .await
+            .unwrap();
         assert!(ok.status.success(), "openssl: {ok:?}");
         let port = free_port();
         let child = Command::new("redis-server")
-            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--tls-auth-clients", "no"])
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--tls-auth-clients",
+                "no",
+            ])
             .arg("--tls-cert-file")
             .arg(d.join("server.crt"))
             .arg("--tls-key-file")
@@ -174,7 +202,14 @@ impl Redis {
         let cafile = ca.display().to_string();
         wait_until("redis-server answers over TLS", 10, || async {
             Command::new("redis-cli")
-                .args(["--tls", "--cacert", &cafile, "-p", &port.to_string(), "PING"])
+                .args([
+                    "--tls",
+                    "--cacert",
+                    &cafile,
+                    "-p",
+                    &port.to_string(),
+                    "PING",
+                ])
                 .output()
                 .await
                 .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
@@ -409,7 +444,12 @@ pub async fn publish_until_accepted(addr: &str, project: &str, n: u64) -> (u64, 
     let mut tries = 0;
     loop {
         tries += 1;
-        let (s, b) = publish_at(addr, json!({"project_id": project, "data": {"n": n}}), Some(&key)).await;
+        let (s, b) = publish_at(
+            addr,
+            json!({"project_id": project, "data": {"n": n}}),
+            Some(&key),
+        )
+        .await;
         if s == 202 {
             return (b["offset"].as_u64().unwrap(), tries);
         }
@@ -615,7 +655,8 @@ impl Follower {
                         .as_ref()
                         .map(|e| json!({"offset": g.last_position(), "epoch": e}))
                 };
-                let mut req = json!({"action": "subscribe", "project_id": project, "request_id": "s"});
+                let mut req =
+                    json!({"action": "subscribe", "project_id": project, "request_id": "s"});
                 if let Some(since) = since {
                     req["since"] = since;
                 }
@@ -709,8 +750,16 @@ pub fn assert_exactly_once(who: &str, seen: &Seen, top: u64) {
         for o in &seen.offsets {
             *count.entry(*o).or_default() += 1;
         }
-        let missing: Vec<u64> = expected.iter().filter(|o| !count.contains_key(o)).copied().collect();
-        let dups: Vec<u64> = count.iter().filter(|(_, c)| **c > 1).map(|(o, _)| *o).collect();
+        let missing: Vec<u64> = expected
+            .iter()
+            .filter(|o| !count.contains_key(o))
+            .copied()
+            .collect();
+        let dups: Vec<u64> = count
+            .iter()
+            .filter(|(_, c)| **c > 1)
+            .map(|(o, _)| *o)
+            .collect();
         panic!(
             "{who}: {} updates, missing {missing:?}, duplicated {dups:?}, reloads {}, first out of order at {:?}",
             seen.offsets.len(),
