@@ -315,7 +315,10 @@ mod tests {
         .expect("yaml");
         let dev = resolve(file, "dev", Path::new("")).expect("valid");
         assert_eq!(dev.broker.kind, BrokerKind::External);
-        assert_eq!(dev.broker.redis_url.as_deref(), Some("rediss://u:p@cache:6379"));
+        assert_eq!(
+            dev.broker.redis_url.as_deref(),
+            Some("rediss://u:p@cache:6379")
+        );
         assert!(dev.broker.cluster);
     }
 
@@ -324,16 +327,29 @@ mod tests {
         for (yaml, says) in [
             ("broker: none\n", "max_tasks is 4"),
             ("broker: external\n", "needs redis_url"),
-            ("broker: external\n    redis_url: http://x\n", "is not redis://"),
-            ("redis_url: redis://x:6379\n", "only used with broker: external"),
+            (
+                "broker: external\n    redis_url: http://x\n",
+                "is not redis://",
+            ),
+            (
+                "redis_url: redis://x:6379\n",
+                "only used with broker: external",
+            ),
         ] {
             let file = parse(&format!("environments:\n  dev:\n    {yaml}")).expect("yaml");
             let err = resolve(file, "dev", Path::new("")).expect_err(yaml);
             assert_eq!(classify(&err), Exit::Usage, "{yaml}");
             assert!(err.to_string().contains(says), "{yaml}: {err}");
         }
-        let one = parse("environments:\n  dev:\n    broker: none\n    max_tasks: 1\n").expect("yaml");
-        assert_eq!(resolve(one, "dev", Path::new("")).expect("one task").broker.kind, BrokerKind::None);
+        let one =
+            parse("environments:\n  dev:\n    broker: none\n    max_tasks: 1\n").expect("yaml");
+        assert_eq!(
+            resolve(one, "dev", Path::new(""))
+                .expect("one task")
+                .broker
+                .kind,
+            BrokerKind::None
+        );
         let typo = parse("environments:\n  dev:\n    broker: redis\n").expect_err("unknown kind");
         assert!(typo.to_string().contains("elasticache"), "{typo}");
     }

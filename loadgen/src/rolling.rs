@@ -57,8 +57,10 @@ struct Counts {
 
 /// A rough uniform random number below `n`, from the clock and a counter: jitter only.
 fn jitter(n: u64, seed: &AtomicU64) -> u64 {
-    let mut x = seed.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed)
-        ^ (Instant::now().elapsed().as_nanos() as u64);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
+    let mut x = seed.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed) ^ now;
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
@@ -75,14 +77,20 @@ pub async fn run(args: Args) -> Result<Report> {
     });
     let stop = Arc::new(AtomicBool::new(false));
     let seed = Arc::new(AtomicU64::new(start.elapsed().as_nanos() as u64 | 1));
-    let lasts: Arc<Vec<AtomicU64>> = Arc::new((0..args.subscribers).map(|_| AtomicU64::new(0)).collect());
+    let lasts: Arc<Vec<AtomicU64>> =
+        Arc::new((0..args.subscribers).map(|_| AtomicU64::new(0)).collect());
     let ready = Arc::new(AtomicU64::new(0));
 
     let mut clients = Vec::new();
     for i in 0..args.subscribers {
         let project = wire::project_name(i % args.projects);
-        let (counts, stop, seed, lasts, ready) =
-            (counts.clone(), stop.clone(), seed.clone(), lasts.clone(), ready.clone());
+        let (counts, stop, seed, lasts, ready) = (
+            counts.clone(),
+            stop.clone(),
+            seed.clone(),
+            lasts.clone(),
+            ready.clone(),
+        );
         clients.push(tokio::spawn(async move {
             let mut since: Option<(u64, String)> = None;
             let mut attempt = 0u32;
@@ -118,7 +126,9 @@ pub async fn run(args: Args) -> Result<Report> {
                     let last = &lasts[i as usize];
                     match wire::msg_type(&text) {
                         Some("update") => {
-                            let Some(o) = wire::u64_field(&text, "offset") else { continue };
+                            let Some(o) = wire::u64_field(&text, "offset") else {
+                                continue;
+                            };
                             let l = last.load(Relaxed);
                             if o <= l {
                                 counts.duplicates.fetch_add(1, Relaxed);
@@ -149,9 +159,10 @@ pub async fn run(args: Args) -> Result<Report> {
                                 ready.fetch_add(1, Relaxed);
                             }
                             since = Some((last.load(Relaxed), epoch));
-                            if let Some(d) = down_since.take() {
-                                let _ = d;
-                                counts.last_back_ms.fetch_max(start.elapsed().as_millis() as u64, Relaxed);
+                            if down_since.take().is_some() {
+                                counts
+                                    .last_back_ms
+                                    .fetch_max(start.elapsed().as_millis() as u64, Relaxed);
                             }
                         }
                         Some("reconnect") => {
@@ -164,7 +175,9 @@ pub async fn run(args: Args) -> Result<Report> {
                     break;
                 }
                 counts.reconnects.fetch_add(1, Relaxed);
-                counts.first_down_ms.fetch_min(start.elapsed().as_millis() as u64, Relaxed);
+                counts
+                    .first_down_ms
+                    .fetch_min(start.elapsed().as_millis() as u64, Relaxed);
                 down_since = Some(Instant::now());
                 tokio::time::sleep(Duration::from_millis(jitter(wait_ms, &seed))).await;
             }
@@ -175,11 +188,15 @@ pub async fn run(args: Args) -> Result<Report> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let subscribed_s = start.elapsed().as_secs_f64();
-    eprintln!("rolling: {} clients subscribed in {subscribed_s:.1} s; publishing", ready.load(Relaxed));
+    eprintln!(
+        "rolling: {} clients subscribed in {subscribed_s:.1} s; publishing",
+        ready.load(Relaxed)
+    );
     println!("{}", json!({"event": "subscribed", "at_s": subscribed_s}));
 
     // the publisher
-    let tops: Arc<Vec<AtomicU64>> = Arc::new((0..args.projects).map(|_| AtomicU64::new(0)).collect());
+    let tops: Arc<Vec<AtomicU64>> =
+        Arc::new((0..args.projects).map(|_| AtomicU64::new(0)).collect());
     let retries = Arc::new(AtomicU64::new(0));
     let http = reqwest::Client::new();
     let url = target.http_url("/publish");
@@ -192,8 +209,14 @@ pub async fn run(args: Args) -> Result<Report> {
         let due = pub_start + Duration::from_secs_f64(n as f64 / args.rate as f64);
         tokio::time::sleep_until(due.into()).await;
         let permit = inflight.clone().acquire_owned().await?;
-        let (http, url, token, tops, retries, errors) =
-            (http.clone(), url.clone(), args.token.clone(), tops.clone(), retries.clone(), publish_errors.clone());
+        let (http, url, token, tops, retries, errors) = (
+            http.clone(),
+            url.clone(),
+            args.token.clone(),
+            tops.clone(),
+            retries.clone(),
+            publish_errors.clone(),
+        );
         let k = n % args.projects;
         handles.push(tokio::spawn(async move {
             let _permit = permit;
@@ -220,7 +243,10 @@ pub async fn run(args: Args) -> Result<Report> {
                 retries.fetch_add(1, Relaxed);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            errors.lock().await.push(format!("publish {n} never accepted"));
+            errors
+                .lock()
+                .await
+                .push(format!("publish {n} never accepted"));
         }));
     }
     for h in handles {
@@ -253,7 +279,11 @@ pub async fn run(args: Args) -> Result<Report> {
     let resub = c.resubscribes.load(Relaxed);
     let recovered = c.recovered.load(Relaxed);
     let (down, back) = (c.first_down_ms.load(Relaxed), c.last_back_ms.load(Relaxed));
-    let wave_s = if down == u64::MAX { 0.0 } else { back.saturating_sub(down) as f64 / 1000.0 };
+    let wave_s = if down == u64::MAX {
+        0.0
+    } else {
+        back.saturating_sub(down) as f64 / 1000.0
+    };
     let expected: u64 = (0..args.subscribers)
         .map(|i| tops[(i % args.projects) as usize].load(Relaxed))
         .sum();
