@@ -134,7 +134,8 @@ pub struct Identity {
     pub user_id: Arc<str>,
     /// `exp` in unix seconds; `None` when authentication is off.
     pub expires_at: Option<u64>,
-    pub grants: Arc<Grants>,
+    /// Inline rather than shared: one allocation less for every connection.
+    pub grants: Grants,
 }
 
 impl Identity {
@@ -142,7 +143,7 @@ impl Identity {
         Self {
             user_id: Arc::from(ANONYMOUS),
             expires_at: None,
-            grants: Arc::new(Grants::all()),
+            grants: Grants::all(),
         }
     }
 }
@@ -309,7 +310,7 @@ impl Authenticator {
         Ok(Identity {
             user_id: Arc::from(sub),
             expires_at: Some(exp),
-            grants: Arc::new(grants),
+            grants,
         })
     }
 }
