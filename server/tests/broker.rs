@@ -665,7 +665,7 @@ async fn a_tls_broker_is_verified_and_delivers() {
     let (redis, ca) = Redis::start_tls().await;
     let url = format!("rediss://127.0.0.1:{}", redis.port);
     let ca = ca.display().to_string();
-    let t = Task::start(Some(&url), &[("SSL_CERT_FILE", &ca)]).await;
+    let t = Task::start(Some(&url), &[("SSL_CERT_FILE", ca.as_str())]).await;
     t.broker_up().await;
     let proj = unique("tls");
     let mut ws = ws_connect(&t.addr(), "/ws").await.unwrap();
