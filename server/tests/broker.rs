@@ -767,7 +767,11 @@ async fn a_tls_broker_is_verified_and_delivers() {
     assert_eq!(recv(&mut ws).await["data"]["tls"], true);
 
     // a task with only the public roots (not the broker's private CA) never talks to it
-    let untrusting = Task::start(Some(&url), &[("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")]).await;
+    let untrusting = Task::start(
+        Some(&url),
+        &[("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")],
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, h) = untrusting.health().await.unwrap();
     assert_eq!(h["broker"]["state"], "down", "{h}");
