@@ -715,7 +715,7 @@ impl Conn {
             );
             return Step::Done;
         };
-        let grants = &session.identity.grants;
+        let grants = session.identity.grants.clone();
         match action {
             Action::Authenticate { .. } => {}
             Action::Ping => self.send(&Reply::Pong {

@@ -134,8 +134,7 @@ pub struct Identity {
     pub user_id: Arc<str>,
     /// `exp` in unix seconds; `None` when authentication is off.
     pub expires_at: Option<u64>,
-    /// Inline rather than shared: one allocation less for every connection.
-    pub grants: Grants,
+    pub grants: Arc<Grants>,
 }
 
 impl Identity {
@@ -143,7 +142,7 @@ impl Identity {
         Self {
             user_id: Arc::from(ANONYMOUS),
             expires_at: None,
-            grants: Grants::all(),
+            grants: Arc::new(Grants::all()),
         }
     }
 }
@@ -310,7 +309,7 @@ impl Authenticator {
         Ok(Identity {
             user_id: Arc::from(sub),
             expires_at: Some(exp),
-            grants,
+            grants: Arc::new(grants),
         })
     }
 }
