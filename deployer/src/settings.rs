@@ -24,6 +24,7 @@
 //!       jwks_url: https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc/.well-known/jwks.json
 //!       issuer: https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc
 //!       audience: my-app-client-id
+//!     broker: elasticache     # default; or `external` with redis_url, or `none` (one task)
 //! ```
 
 use std::collections::BTreeMap;
@@ -93,6 +94,42 @@ pub struct EnvFile {
     pub timeout_seconds: Option<u64>,
     #[serde(default)]
     pub jwt: Jwt,
+    /// The cross-task broker: `elasticache` (default), `external` or `none`.
+    pub broker: Option<BrokerKind>,
+    /// The broker when `broker: external` (`redis://...` or `rediss://...`).
+    pub redis_url: Option<String>,
+    /// Whether that external broker is a cluster-mode endpoint.
+    pub redis_cluster: Option<bool>,
+}
+
+/// Where the tasks' broker comes from (template parameter `Broker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerKind {
+    /// An ElastiCache Serverless Valkey cache of the environment.
+    Elasticache,
+    /// The Redis/Valkey at `redis_url`.
+    External,
+    /// The in-process hub: right for exactly one task.
+    None,
+}
+
+impl BrokerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BrokerKind::Elasticache => "elasticache",
+            BrokerKind::External => "external",
+            BrokerKind::None => "none",
+        }
+    }
+}
+
+/// The broker of one environment, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broker {
+    pub kind: BrokerKind,
+    pub redis_url: Option<String>,
+    pub cluster: bool,
 }
 
 /// Which tokens the server accepts. Without `jwks_url` the stack generates an HS256 signing
@@ -133,6 +170,7 @@ pub struct Environment {
     pub fargate_spot: bool,
     pub timeout: Duration,
     pub jwt: Jwt,
+    pub broker: Broker,
     /// The build settings, with `context` resolved against the settings file's directory.
     pub build: Build,
 }
@@ -186,6 +224,11 @@ fn resolve(mut file: File, env: &str, base: &Path) -> anyhow::Result<Environment
         fargate_spot: section.fargate_spot.unwrap_or(false),
         timeout: Duration::from_secs(section.timeout_seconds.unwrap_or(900)),
         jwt: section.jwt,
+        broker: Broker {
+            kind: section.broker.unwrap_or(BrokerKind::Elasticache),
+            redis_url: section.redis_url.filter(|u| !u.is_empty()),
+            cluster: section.redis_cluster.unwrap_or(false),
+        },
         build,
         name,
     };
@@ -269,6 +312,7 @@ fn check_sizes(env: &Environment) -> anyhow::Result<()> {
             env.jwt.jwks_url
         ));
     }
+    problems.extend(broker_problems(env));
     if problems.is_empty() {
         return Ok(());
     }
@@ -282,10 +326,91 @@ fn check_sizes(env: &Environment) -> anyhow::Result<()> {
     ))
 }
 
+/// A broker setting that would lose updates or fail at deploy time.
+fn broker_problems(env: &Environment) -> Vec<String> {
+    let b = &env.broker;
+    let mut problems = Vec::new();
+    match (b.kind, &b.redis_url) {
+        (BrokerKind::External, None) => problems.push(
+            "broker: external needs redis_url: rediss://[user:password@]host:port".to_owned(),
+        ),
+        (BrokerKind::External, Some(u))
+            if !(u.starts_with("redis://") || u.starts_with("rediss://")) =>
+        {
+            problems.push(format!(
+                "redis_url {u:?} is not redis://... or rediss://... (TLS)"
+            ));
+        }
+        (BrokerKind::Elasticache | BrokerKind::None, Some(_)) => problems.push(format!(
+            "redis_url is only used with broker: external (broker is {})",
+            b.kind.as_str()
+        )),
+        _ => {}
+    }
+    if b.kind == BrokerKind::None && env.max_tasks > 1 {
+        problems.push(format!(
+            "broker: none is the in-process hub, right for exactly one task, but max_tasks is {}: \
+             a publish would reach only the clients of one task. Set max_tasks: 1 (and \
+             min_tasks/desired_count 1), or use broker: elasticache",
+            env.max_tasks
+        ));
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::exit::classify;
+
+    #[test]
+    fn the_broker_is_elasticache_unless_chosen_otherwise() {
+        let env = resolve(File::default(), "prod", Path::new("")).expect("defaults");
+        assert_eq!(env.broker.kind, BrokerKind::Elasticache);
+        let file = parse(
+            "environments:\n  dev:\n    broker: external\n    redis_url: rediss://u:p@cache:6379\n    redis_cluster: true\n",
+        )
+        .expect("yaml");
+        let dev = resolve(file, "dev", Path::new("")).expect("valid");
+        assert_eq!(dev.broker.kind, BrokerKind::External);
+        assert_eq!(
+            dev.broker.redis_url.as_deref(),
+            Some("rediss://u:p@cache:6379")
+        );
+        assert!(dev.broker.cluster);
+    }
+
+    #[test]
+    fn a_broker_that_would_lose_updates_is_a_usage_error() {
+        for (yaml, says) in [
+            ("broker: none\n", "max_tasks is 4"),
+            ("broker: external\n", "needs redis_url"),
+            (
+                "broker: external\n    redis_url: http://x\n",
+                "is not redis://",
+            ),
+            (
+                "redis_url: redis://x:6379\n",
+                "only used with broker: external",
+            ),
+        ] {
+            let file = parse(&format!("environments:\n  dev:\n    {yaml}")).expect("yaml");
+            let err = resolve(file, "dev", Path::new("")).expect_err(yaml);
+            assert_eq!(classify(&err), Exit::Usage, "{yaml}");
+            assert!(err.to_string().contains(says), "{yaml}: {err}");
+        }
+        let one =
+            parse("environments:\n  dev:\n    broker: none\n    max_tasks: 1\n").expect("yaml");
+        assert_eq!(
+            resolve(one, "dev", Path::new(""))
+                .expect("one task")
+                .broker
+                .kind,
+            BrokerKind::None
+        );
+        let typo = parse("environments:\n  dev:\n    broker: redis\n").expect_err("unknown kind");
+        assert!(typo.to_string().contains("elasticache"), "{typo}");
+    }
 
     #[test]
     fn defaults_follow_the_seed_deployment() {

@@ -16,6 +16,7 @@ mod pacing;
 mod ping;
 mod procfs;
 mod refused;
+mod rolling;
 mod target;
 mod wire;
 
@@ -48,6 +49,8 @@ enum Command {
     Floor(floor::Args),
     /// A flood of upgrades with a refused token: refusals/s, server CPU per 1,000 refused upgrades
     Refused(refused::Args),
+    /// N clients through a balancer while a task is replaced: lost, duplicates, recovered share
+    Rolling(rolling::Args),
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<common::Report> {
@@ -58,6 +61,7 @@ async fn dispatch(command: Command) -> anyhow::Result<common::Report> {
         Command::Forward(args) => forward::run(args).await,
         Command::Floor(args) => floor::run(args).await,
         Command::Refused(args) => refused::run(args).await,
+        Command::Rolling(args) => rolling::run(args).await,
     }
 }
 

@@ -45,15 +45,29 @@ behaviour; product code never knows it talks to an emulator. See docs/testing.md
 14. The stack's posture: alarms created by CloudFormation, the ALB metric dimensions
     (LoadBalancerFullName, TargetGroupFullName) and the service's deployment alarms and ECS
     Exec setting: cfn_posture.py.
+15. ElastiCache Serverless: moto has no ElastiCache Serverless at all, so a stack with an
+    AWS::ElastiCache::ServerlessCache would lose the resource and every GetAtt on it. The
+    resource is modelled here as CloudFormation creates it (name, ARN, status available), with
+    its endpoint pointing at the local Redis of scripts/services (WSCTL_EMULATOR_REDIS,
+    host:port; 127.0.0.1:6379 when unset). What this does not emulate (TLS, ECPU limits,
+    metrics) is listed in docs/testing.md.
+16. Dotted attributes: moto splits `!GetAtt Cache.Endpoint.Address` at every dot and asks for
+    attribute "Endpoint"; CloudFormation splits at the first dot only (attribute
+    "Endpoint.Address"). We split once.
 """
 
 import json
+import os
 import re
 import sys
+
+import moto.cloudformation.models
+import moto.cloudformation.responses
 
 from moto.cloudformation import parsing
 from moto.cloudformation.models import Change, ChangeSet, CloudFormationBackend, Stack
 from moto.cloudformation.parsing import ResourceMap
+from moto.cloudformation.utils import yaml_tag_constructor
 from moto.core.common_models import CloudFormationModel
 from moto.core.utils import pascal_to_camelcase, remap_nested_keys
 from moto.ecs.models import Service, TaskDefinition
@@ -324,6 +338,72 @@ def _secret_resource(self):  # fix 11
 
 
 SecretsManagerResponse._determine_resource = _secret_resource
+
+class _ServerlessCache(CloudFormationModel):
+    """15. AWS::ElastiCache::ServerlessCache, its endpoint at the local Redis."""
+
+    # moto's model registry files a model under the service named in its module path
+    __module__ = "moto.elasticache.serverless"
+
+    def __init__(self, name, properties, account_id, region_name):
+        self.name = properties.get("ServerlessCacheName", name)
+        self.arn = f"arn:aws:elasticache:{region_name}:{account_id}:serverlesscache:{self.name}"
+        host, _, port = os.environ.get("WSCTL_EMULATOR_REDIS", "127.0.0.1:6379").rpartition(":")
+        self.address, self.port = host, port
+
+    @staticmethod
+    def cloudformation_name_type():
+        return "ServerlessCacheName"
+
+    @staticmethod
+    def cloudformation_type():
+        return "AWS::ElastiCache::ServerlessCache"
+
+    @property
+    def physical_resource_id(self):
+        return self.name
+
+    @classmethod
+    def has_cfn_attr(cls, attr):
+        return attr in ("ARN", "Status", "Endpoint.Address", "Endpoint.Port",
+                        "ReaderEndpoint.Address", "ReaderEndpoint.Port", "FullEngineVersion")
+
+    def get_cfn_attribute(self, attr):
+        return {"ARN": self.arn, "Status": "available", "FullEngineVersion": "8.0",
+                "Endpoint.Address": self.address, "Endpoint.Port": self.port,
+                "ReaderEndpoint.Address": self.address, "ReaderEndpoint.Port": self.port}[attr]
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id,
+                                        region_name, **kwargs):
+        return cls(resource_name, cloudformation_json.get("Properties", {}), account_id,
+                   region_name)
+
+    @classmethod
+    def update_from_cloudformation_json(cls, original_resource, new_resource_name,
+                                        cloudformation_json, account_id, region_name):
+        return cls(new_resource_name, cloudformation_json.get("Properties", {}), account_id,
+                   region_name)
+
+    @classmethod
+    def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id,
+                                        region_name):
+        return None
+
+    def is_created(self):
+        return True
+
+
+def _tag_constructor_first_dot(loader, tag, node):
+    """16. `!GetAtt A.B.C` is resource A, attribute B.C."""
+    if tag == "!GetAtt" and isinstance(node.value, str):
+        return {"Fn::GetAtt": node.value.split(".", 1)}
+    return yaml_tag_constructor(loader, tag, node)
+
+
+moto.cloudformation.models.yaml_tag_constructor = _tag_constructor_first_dot
+
+moto.cloudformation.responses.yaml_tag_constructor = _tag_constructor_first_dot
 
 _dispatch = DomainDispatcherApplication.__call__
 DomainDispatcherApplication.__call__ = lambda self, environ, start_response: json_denials.wrap(

@@ -41,6 +41,24 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// Abuse limits (per IP, origin, rate, HTTP timeouts, outbox bytes).
     pub guard: crate::limits::GuardConfig,
+    pub broker: BrokerConfig,
+    /// `WS_DRAIN_SECONDS`: the drain spreads its closes over this window.
+    pub drain_window: Duration,
+    /// `WS_CONNECT_RATE`: upgrades admitted per second (and burst).
+    pub connect_rate: u32,
+}
+
+/// The cross-task broker (`WS_REDIS_*`, `WS_HISTORY_*`, ...); `url: None` is the in-process hub.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// `WS_REDIS_URL`, holding a password maybe: never log it.
+    pub url: Option<String>,
+    /// `WS_REDIS_CLUSTER`: route commands by slot (cluster-mode endpoints).
+    pub cluster: bool,
+    pub history_size: u64,
+    pub history_ttl: Duration,
+    pub position_ttl: Duration,
+    pub recovery_max: u64,
 }
 
 /// One URL per agent queue; an unset queue is disabled (forwards to it get an error).
@@ -175,6 +193,16 @@ impl Config {
         let sqs_timeout = Duration::from_secs(r.number("WS_SQS_TIMEOUT_SECONDS", 10, 1, 300));
         let auth = crate::auth::AuthConfig::read(&mut r);
         let guard = crate::limits::GuardConfig::read(&mut r);
+        let broker = r.broker();
+        let drain_window = Duration::from_secs(r.number("WS_DRAIN_SECONDS", 10, 0, 600));
+        if drain_window + Duration::from_secs(5) > shutdown_timeout {
+            r.problems.push(format!(
+                "WS_DRAIN_SECONDS={} leaves less than 5 s of WS_SHUTDOWN_TIMEOUT_SECONDS={} for the last connections to close; lower it",
+                drain_window.as_secs(),
+                shutdown_timeout.as_secs()
+            ));
+        }
+        let connect_rate = r.number("WS_CONNECT_RATE", 500u32, 1, 1_000_000);
 
         if r.problems.is_empty() {
             Ok(Config {
@@ -192,6 +220,9 @@ impl Config {
                 sqs_timeout,
                 auth,
                 guard,
+                broker,
+                drain_window,
+                connect_rate,
             })
         } else {
             Err(ConfigError {
@@ -269,6 +300,44 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn broker(&mut self) -> BrokerConfig {
+        let url = self.optional("WS_REDIS_URL");
+        if let Some(u) = &url
+            && (!(u.starts_with("redis://") || u.starts_with("rediss://"))
+                || redis::IntoConnectionInfo::into_connection_info(u.as_str()).is_err())
+        {
+            self.problems.push(
+                "WS_REDIS_URL must be redis://[user:password@]host:port[/db] or rediss://... (TLS)"
+                    .to_owned(),
+            );
+        }
+        let cluster = match self.optional("WS_REDIS_CLUSTER").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(v) => {
+                self.problems.push(format!(
+                    "WS_REDIS_CLUSTER={v:?} is not valid: expected true or false"
+                ));
+                false
+            }
+        };
+        let history_ttl = self.number("WS_HISTORY_TTL_SECONDS", 600u64, 1, 30 * 86400);
+        let position_ttl = self.number("WS_POSITION_TTL_SECONDS", 7 * 86400u64, 1, 365 * 86400);
+        if position_ttl < history_ttl {
+            self.problems.push(format!(
+                "WS_POSITION_TTL_SECONDS={position_ttl} is shorter than WS_HISTORY_TTL_SECONDS={history_ttl}; a position must outlive its history"
+            ));
+        }
+        BrokerConfig {
+            url,
+            cluster,
+            history_size: self.number("WS_HISTORY_SIZE", 1000, 1, 100_000),
+            history_ttl: Duration::from_secs(history_ttl),
+            position_ttl: Duration::from_secs(position_ttl),
+            recovery_max: self.number("WS_RECOVERY_MAX", 500, 1, 100_000),
+        }
+    }
+
     fn queue_url(&mut self, name: &str) -> Option<String> {
         let v = self.optional(name)?;
         if v.starts_with("https://") || v.starts_with("http://") {
@@ -337,6 +406,40 @@ mod tests {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
         assert_eq!(err.problems.len(), 6);
+    }
+
+    #[test]
+    fn the_broker_settings_are_checked_together() {
+        let c = config(&[]).expect("valid");
+        assert!(
+            c.broker.url.is_none(),
+            "no broker by default: the in-process hub"
+        );
+        assert_eq!((c.broker.history_size, c.broker.recovery_max), (1000, 500));
+        assert_eq!(c.drain_window, Duration::from_secs(10));
+        let c = config(&[
+            ("WS_REDIS_URL", "rediss://u:p@cache:6379"),
+            ("WS_REDIS_CLUSTER", "true"),
+        ])
+        .expect("valid");
+        assert!(c.broker.cluster && c.broker.url.is_some());
+        let err = config(&[
+            ("WS_REDIS_URL", "http://cache:6379"),
+            ("WS_REDIS_CLUSTER", "yes"),
+            ("WS_HISTORY_TTL_SECONDS", "600"),
+            ("WS_POSITION_TTL_SECONDS", "60"),
+            ("WS_DRAIN_SECONDS", "18"),
+        ])
+        .expect_err("invalid");
+        let text = err.to_string();
+        for name in [
+            "WS_REDIS_URL",
+            "WS_REDIS_CLUSTER",
+            "WS_POSITION_TTL_SECONDS",
+            "WS_DRAIN_SECONDS",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
     }
 
     #[test]

@@ -27,11 +27,13 @@ use crate::AppState;
 use crate::admission::{Admitted, refuse};
 use crate::auth::Identity;
 use crate::forward::Forward;
+use crate::hub::SubscribeRequest;
 use crate::limits::{RequestRate, Verdict};
 use crate::metrics::incr;
 use crate::outbox::Outbox;
 use crate::protocol::{
-    Action, ErrorCode, QueueKind, Reply, RequestError, SessionInfo, parse_request, valid_project_id,
+    Action, ErrorCode, QueueKind, Reply, RequestError, SessionInfo, Since, parse_request,
+    valid_project_id,
 };
 use crate::shutdown::ConnectionSlot;
 
@@ -82,6 +84,11 @@ pub async fn upgrade(
             "project_id must be a non-empty string of at most 256 bytes without control characters",
         );
     }
+    // Before the token is checked: a reconnect wave beyond the rate costs no verification.
+    if state.connect_rate.check().is_err() {
+        incr(&state.metrics.connections_refused);
+        return connect_rate_refusal();
+    }
     let project = query.project_id.as_deref();
     let admitted = match crate::admission::admit(&state, &headers, uri.query(), peer, project).await
     {
@@ -104,6 +111,20 @@ pub async fn upgrade(
         .max_frame_size(hard)
         .max_message_size(hard)
         .on_upgrade(move |socket| run(socket, state, slot, admitted, query.project_id))
+}
+
+/// A reconnect wave beyond `WS_CONNECT_RATE`: try again shortly (a client adds jitter).
+fn connect_rate_refusal() -> Response {
+    let mut r = refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "connect_rate",
+        "too many connections are being opened on this task; connect again after a random delay",
+    );
+    r.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    r
 }
 
 /// Why the loop ended, and so how the connection is closed.
@@ -149,8 +170,17 @@ type ForwardResult = (
 /// Who the connection is, once authenticated.
 struct Session {
     identity: Identity,
-    /// When the token expires, and whether the client was warned; `None`: never.
-    expires: Option<(Instant, bool)>,
+    /// Whether the client was warned of the expiry (`identity.expires_at`).
+    warned: bool,
+}
+
+/// What a connection still has to do to authenticate. Boxed in [`Conn`]: connections that
+/// authenticated on the upgrade never need it, and it is freed once they authenticate.
+struct Pending {
+    /// When it is closed if it has not authenticated.
+    deadline: Instant,
+    /// `?project_id=` of the connect URL: subscribed on authentication, if granted.
+    project: Option<String>,
 }
 
 struct Conn {
@@ -163,11 +193,10 @@ struct Conn {
     inflight: usize,
     /// `None` until the connection authenticates (by header or by its first frame).
     session: Option<Session>,
-    /// When an unauthenticated connection is closed.
-    auth_deadline: Instant,
-    /// `?project_id=` of a connection that authenticates by frame: subscribed then, if granted.
-    pending_project: Option<String>,
-    rate: RequestRate,
+    /// Set while it has not authenticated.
+    pending: Option<Box<Pending>>,
+    /// Made on the first request, so an idle connection carries no rate state.
+    rate: Option<Box<RequestRate>>,
 }
 
 /// A token to check, found by [`Conn::handle`] and checked by the loop (it may need a JWKS
@@ -191,21 +220,35 @@ async fn run(
         state.config.guard.outbox_bytes,
     ));
     let Admitted { identity, ip_slot } = admitted;
+    let pending = identity.is_none().then(|| {
+        Box::new(Pending {
+            deadline: Instant::now() + state.config.auth.timeout,
+            project: None,
+        })
+    });
     let mut conn = Conn {
         id,
-        auth_deadline: Instant::now() + state.config.auth.timeout,
-        rate: RequestRate::new(&state.config.guard),
         state,
         outbox,
         subscriptions: Vec::new(),
         forwards: None,
         inflight: 0,
         session: None,
-        pending_project: project,
+        pending,
+        rate: None,
     };
-    if let Some(identity) = identity {
+    if let Some(p) = conn.pending.as_mut() {
+        p.project = project;
+    } else if let Some(p) = project {
         // `?project_id=` was checked against the grants at the upgrade (403 if not granted).
-        let _ = conn.start_session(identity);
+        conn.pending = Some(Box::new(Pending {
+            deadline: Instant::now(),
+            project: Some(p),
+        }));
+    }
+    let mut follow = None;
+    if let Some(identity) = identity {
+        follow = conn.start_session(identity).await.ok().flatten();
     }
     let subs: Vec<String> = conn.subscriptions.iter().map(|s| s.to_string()).collect();
     let id_text = id.to_string();
@@ -223,6 +266,10 @@ async fn run(
         auth_timeout_seconds: conn.state.config.auth.timeout.as_secs(),
     });
     drop(subs);
+    // After the welcome: the hub queues its `subscribed` (with the position) behind it.
+    if let Some(p) = follow {
+        conn.follow(p, None, None);
+    }
     debug!(connection_id = %id, "connection opened");
 
     // Not split: one task reads and writes, so the halves' lock would only add work per poll.
@@ -293,7 +340,8 @@ impl Conn {
             keepalive_at.min(self.next_deadline())
         ));
         // Created once and kept registered, rather than once per pass of the loop.
-        let mut draining = pin!(crate::shutdown::draining(&mut drain));
+        let window = self.state.config.drain_window;
+        let mut draining = pin!(crate::shutdown::turn_to_close(&mut drain, window));
         let mut overflowed = pin!(outbox.overflowed_signal());
         let mut ready = pin!(outbox.ready());
 
@@ -427,21 +475,21 @@ impl Conn {
 
     /// The earliest of the authentication deadline, the expiry warning and the expiry.
     fn next_deadline(&self) -> Instant {
-        let far = Instant::now() + Duration::from_secs(86_400 * 365);
-        match &self.session {
-            None => self.auth_deadline,
-            Some(Session {
-                expires: Some((at, warned)),
-                ..
-            }) => {
-                if *warned {
-                    *at
-                } else {
-                    at.checked_sub(self.state.config.auth.expiry_warning)
-                        .unwrap_or(*at)
+        let now = Instant::now();
+        match (&self.session, &self.pending) {
+            (None, Some(p)) => p.deadline,
+            (Some(s), _) => match s.identity.expires_at {
+                Some(exp) => {
+                    let left = until_unix(exp);
+                    if s.warned {
+                        now + left
+                    } else {
+                        now + left.saturating_sub(self.state.config.auth.expiry_warning)
+                    }
                 }
-            }
-            Some(_) => far,
+                None => now + Duration::from_secs(86_400 * 365),
+            },
+            (None, None) => now,
         }
     }
 
@@ -449,41 +497,35 @@ impl Conn {
     /// shortly before the expiry.
     fn check_deadlines(&mut self, now: Instant) -> Option<Exit> {
         let warning = self.state.config.auth.expiry_warning;
-        match &mut self.session {
-            None if now >= self.auth_deadline => Some(Exit::AuthTimeout),
-            None => None,
-            Some(Session {
-                identity,
-                expires: Some((at, warned)),
-            }) => {
-                if now >= *at {
-                    return Some(Exit::TokenExpired);
-                }
-                if !*warned && now + warning >= *at {
-                    *warned = true;
-                    let left = at.saturating_duration_since(now).as_secs();
-                    let expires_at = identity.expires_at.unwrap_or(0);
-                    self.send(&Reply::TokenExpiring {
-                        expires_at,
-                        seconds_left: left,
-                    });
-                }
-                None
-            }
-            Some(_) => None,
+        let Some(session) = &mut self.session else {
+            let late = self.pending.as_ref().is_none_or(|p| now >= p.deadline);
+            return late.then_some(Exit::AuthTimeout);
+        };
+        let exp = session.identity.expires_at?;
+        let left = until_unix(exp);
+        if left.is_zero() {
+            return Some(Exit::TokenExpired);
         }
+        if !session.warned && left <= warning {
+            session.warned = true;
+            self.send(&Reply::TokenExpiring {
+                expires_at: exp,
+                seconds_left: left.as_secs(),
+            });
+        }
+        None
     }
 
     /// Starts (or, on refresh, replaces) the session: the hub learns the user, and the
     /// subscriptions follow the grants.
     ///
-    /// Returns the refusal of a `?project_id=` the token does not grant, to be sent after the
-    /// reply that reports the session.
-    fn start_session(&mut self, identity: Identity) -> Option<RequestError> {
-        let expires = identity.expires_at.map(|exp| {
-            let left = exp.saturating_sub(unix_now());
-            (Instant::now() + Duration::from_secs(left), false)
-        });
+    /// Returns the `?project_id=` to hand the hub once the reply that reports the session is
+    /// queued (its `subscribed` follows that reply), or the refusal of one the token does not
+    /// grant, to be sent after that reply.
+    async fn start_session(
+        &mut self,
+        identity: Identity,
+    ) -> Result<Option<Arc<str>>, RequestError> {
         let hub = &self.state.hub;
         match self.session.take() {
             None => hub.join(self.id, self.outbox.clone()),
@@ -492,7 +534,7 @@ impl Conn {
             }
             Some(_) => {}
         }
-        hub.join_user(&identity.user_id, self.id, &self.outbox);
+        let user_ready = hub.join_user(&identity.user_id, self.id, &self.outbox);
         // Subscriptions the new grants do not cover end now.
         let grants = identity.grants.clone();
         self.subscriptions.retain(|p| {
@@ -502,14 +544,24 @@ impl Conn {
             }
             keep
         });
-        self.session = Some(Session { identity, expires });
-        let p = self.pending_project.take()?;
+        self.session = Some(Session {
+            identity,
+            warned: false,
+        });
+        // With the broker, the user's channel is subscribed before the client hears it is
+        // authenticated, so a publish for the user after that reply reaches it. Bounded, in
+        // case the broker stops answering right then (the hub does not wait while it is down).
+        let _ = tokio::time::timeout(crate::broker::BROKER_TIMEOUT, user_ready).await;
+        let Some(p) = self.pending.take().and_then(|p| p.project) else {
+            return Ok(None);
+        };
         if grants.project(&p) {
-            self.add_subscription(&p);
-            return None;
+            let p: Arc<str> = Arc::from(p);
+            self.subscriptions.push(p.clone());
+            return Ok(Some(p));
         }
         incr(&self.state.metrics.forbidden);
-        Some(RequestError::new(
+        Err(RequestError::new(
             ErrorCode::Forbidden,
             "the token does not grant the project_id of the connect URL; not subscribed",
         ))
@@ -554,7 +606,7 @@ impl Conn {
         };
         match result {
             Ok(identity) => {
-                let refused_project = self.start_session(identity);
+                let pending = self.start_session(identity).await;
                 let Some(session) = &self.session else {
                     return Ok(());
                 };
@@ -577,8 +629,10 @@ impl Conn {
                         session: info,
                     }
                 });
-                if let Some(e) = refused_project {
-                    self.send_error(None, &e);
+                match pending {
+                    Ok(Some(p)) => self.follow(p, None, None),
+                    Ok(None) => {}
+                    Err(e) => self.send_error(None, &e),
                 }
                 Ok(())
             }
@@ -668,11 +722,11 @@ impl Conn {
                 request_id: rid,
                 timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             }),
-            Action::Subscribe { project_id } => {
+            Action::Subscribe { project_id, since } => {
                 if !grants.project(&project_id) {
                     self.forbidden(rid, "the token does not grant this project");
                 } else {
-                    self.subscribe(rid, project_id);
+                    self.subscribe(rid, project_id, since);
                 }
             }
             Action::Unsubscribe { project_id } => {
@@ -723,8 +777,12 @@ impl Conn {
 
     /// `Some` when the request must not be processed: over the rate (answered
     /// `rate_limited`) or abusive (the connection is closed).
-    fn over_rate(&self, rid: Option<&RawValue>) -> Option<Step> {
-        match self.rate.check() {
+    fn over_rate(&mut self, rid: Option<&RawValue>) -> Option<Step> {
+        let guard = &self.state.config.guard;
+        let rate = self
+            .rate
+            .get_or_insert_with(|| Box::new(RequestRate::new(guard)));
+        match rate.check() {
             Verdict::Allowed => None,
             Verdict::Refused => {
                 incr(&self.state.metrics.rate_limited);
@@ -755,29 +813,43 @@ impl Conn {
         });
     }
 
-    fn add_subscription(&mut self, project_id: &str) {
-        let p: Arc<str> = Arc::from(project_id);
-        self.state.hub.subscribe(&p, self.id, &self.outbox);
-        self.subscriptions.push(p);
+    fn subscribe(&mut self, rid: Option<&RawValue>, project_id: String, since: Option<Since>) {
+        let known = self
+            .subscriptions
+            .iter()
+            .find(|s| ***s == *project_id)
+            .cloned();
+        let p = match known {
+            Some(p) => p,
+            None => {
+                let max = self.state.config.limits.max_subscriptions;
+                if self.subscriptions.len() >= max {
+                    return self.send_error(
+                        rid,
+                        &RequestError::new(
+                            ErrorCode::TooManySubscriptions,
+                            format!("a connection may follow at most {max} projects; unsubscribe from one first"),
+                        ),
+                    );
+                }
+                Arc::from(project_id.as_str())
+            }
+        };
+        self.follow(p, since, rid.map(|r| r.to_owned()));
     }
 
-    fn subscribe(&mut self, rid: Option<&RawValue>, project_id: String) {
-        if !self.subscriptions.iter().any(|s| **s == *project_id) {
-            let max = self.state.config.limits.max_subscriptions;
-            if self.subscriptions.len() >= max {
-                return self.send_error(
-                    rid,
-                    &RequestError::new(
-                        ErrorCode::TooManySubscriptions,
-                        format!("a connection may follow at most {max} projects; unsubscribe from one first"),
-                    ),
-                );
-            }
-            self.add_subscription(&project_id);
+    /// Hands the subscription to the hub, which answers `subscribed` (maybe after reading the
+    /// broker) followed by the replay after `since`.
+    fn follow(&mut self, p: Arc<str>, since: Option<Since>, request_id: Option<Box<RawValue>>) {
+        if !self.subscriptions.contains(&p) {
+            self.subscriptions.push(p.clone());
         }
-        self.send(&Reply::Subscribed {
-            request_id: rid,
-            project_id: &project_id,
+        self.state.hub.subscribe(SubscribeRequest {
+            project: p,
+            id: self.id,
+            outbox: self.outbox.clone(),
+            since,
+            request_id,
         });
     }
 
@@ -835,6 +907,10 @@ impl Conn {
                     }
                     self.inflight -= 1;
                 }
+                self.send(&Reply::Reconnect {
+                    reason: "draining",
+                    jitter_ms: crate::shutdown::RECONNECT_JITTER_MS,
+                });
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, pump(socket, &self.outbox)).await;
                 Some((
                     close_code::GOING_AWAY,
@@ -970,11 +1046,12 @@ fn close_reason(prefix: &str, why: &str) -> String {
     r
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
+/// Time left until the unix time `at` (zero once it has passed).
+fn until_unix(at: u64) -> Duration {
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+        .unwrap_or_default();
+    Duration::from_secs(at).saturating_sub(now)
 }
 
 fn read_error(e: axum::Error) -> Exit {

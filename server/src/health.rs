@@ -14,6 +14,8 @@ pub struct Health {
     pub version: &'static str,
     pub connections: usize,
     pub uptime_seconds: u64,
+    /// Shown, never a reason for 503: see `docs/protocol.md`, `GET /health`.
+    pub broker: crate::hub::BrokerStatus,
 }
 
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
@@ -23,6 +25,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
         version: crate::VERSION,
         connections: state.metrics.open(),
         uptime_seconds: state.started.elapsed().as_secs(),
+        broker: state.hub.status(),
     };
     let code = if draining {
         StatusCode::SERVICE_UNAVAILABLE

@@ -3,11 +3,13 @@
 //!
 //! Layout, in the order a request meets it: [`config`] (environment), [`app`] (routes),
 //! [`connection`] (one WebSocket), [`protocol`] (the wire contract), [`hub`] and [`outbox`]
-//! (broadcast and per-client backpressure), [`forward`] (SQS), [`publish`], [`health`],
+//! (broadcast and per-client backpressure), [`broker`] (the cross-task hub on Redis),
+//! [`forward`] (SQS), [`publish`], [`health`],
 //! [`shutdown`] (drain), [`metrics`] and [`logging`]. `main.rs` only wires them together.
 
 pub mod admission;
 pub mod auth;
+pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod forward;
@@ -52,6 +54,8 @@ pub struct Shared {
     pub auth: auth::Authenticator,
     /// Open connections per client IP (see [`limits`]).
     pub per_ip: Arc<limits::PerIp>,
+    /// `WS_CONNECT_RATE`: admits a reconnect wave at a pace the task can take.
+    pub connect_rate: governor::DefaultDirectRateLimiter,
 }
 
 #[derive(Clone)]
@@ -65,17 +69,41 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// State with the in-process hub and an SQS client from `sdk`.
+    /// State with the hub the configuration asks for (the broker when `WS_REDIS_URL` is set,
+    /// else the in-process hub) and an SQS client from `sdk`. Needs a Tokio runtime.
     pub fn new(config: Config, sdk: &aws_config::SdkConfig) -> Self {
         let forwarder = Forwarder::new(sdk, config.queues.clone(), config.sqs_timeout);
-        Self::with_hub(config, Arc::new(LocalHub::new()), forwarder)
+        let metrics = Arc::new(Metrics::default());
+        let hub: Arc<dyn Hub> = match &config.broker.url {
+            None => Arc::new(LocalHub::new()),
+            Some(_) => match broker::RedisHub::new(config.broker.clone(), metrics.clone()) {
+                Ok(h) => Arc::new(h),
+                Err(e) => {
+                    // Config::from_lookup checked the URL; this cannot happen after it.
+                    tracing::error!(error = %e, "broker unusable; using the in-process hub");
+                    Arc::new(LocalHub::new())
+                }
+            },
+        };
+        Self::with_parts(config, hub, forwarder, metrics)
     }
 
     pub fn with_hub(config: Config, hub: Arc<dyn Hub>, forwarder: Forwarder) -> Self {
-        let metrics = Arc::new(Metrics::default());
+        Self::with_parts(config, hub, forwarder, Arc::new(Metrics::default()))
+    }
+
+    fn with_parts(
+        config: Config,
+        hub: Arc<dyn Hub>,
+        forwarder: Forwarder,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let rate =
+            std::num::NonZeroU32::new(config.connect_rate).unwrap_or(std::num::NonZeroU32::MIN);
         Self(Arc::new(Shared {
             auth: auth::Authenticator::new(&config.auth),
             per_ip: Arc::default(),
+            connect_rate: governor::RateLimiter::direct(governor::Quota::per_second(rate)),
             config,
             hub,
             forwarder,

@@ -43,6 +43,7 @@ async fn main() -> ExitCode {
         region = sdk.region().map(|r| r.as_ref()).unwrap_or("none"),
         queues = ?queues,
         publish = config.publish_token.is_some(),
+        broker = if config.broker.url.is_some() { "redis" } else { "local (one task only)" },
         max_connections = config.limits.max_connections,
         "ws-server listening"
     );

@@ -32,6 +32,11 @@ struct Inner {
     /// Bytes of the frames in `queue`.
     bytes: usize,
     state: State,
+    /// Room above `capacity` granted to a replay (see [`Outbox::push_replay`]); never more than
+    /// what is queued, so it shrinks as the client reads.
+    extra: usize,
+    /// The same allowance above `max_bytes`, in bytes.
+    extra_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -54,6 +59,8 @@ impl Outbox {
                 queue: VecDeque::new(),
                 bytes: 0,
                 state: State::Open,
+                extra: 0,
+                extra_bytes: 0,
             }),
             capacity,
             max_bytes,
@@ -83,8 +90,9 @@ impl Outbox {
         if inner.state != State::Open {
             return Err(PushError::Closed);
         }
-        let too_many_bytes = !inner.queue.is_empty() && inner.bytes + frame.len() > self.max_bytes;
-        if inner.queue.len() >= self.capacity || too_many_bytes {
+        let too_many_bytes = !inner.queue.is_empty()
+            && inner.bytes + frame.len() > self.max_bytes + inner.extra_bytes;
+        if inner.queue.len() >= self.capacity + inner.extra || too_many_bytes {
             inner.state = State::Overflowed;
             inner.queue = VecDeque::new();
             inner.bytes = 0;
@@ -102,12 +110,41 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queues a recovery replay (at most `WS_RECOVERY_MAX` frames) as one batch that does not
+    /// count against the capacity: a client that asked for missed updates is not "too slow"
+    /// for receiving them, and live updates after the batch still have the whole capacity.
+    pub fn push_replay(
+        &self,
+        frames: impl IntoIterator<Item = Utf8Bytes>,
+    ) -> Result<(), PushError> {
+        let mut inner = self.lock();
+        if inner.state != State::Open {
+            return Err(PushError::Closed);
+        }
+        let was_empty = inner.queue.is_empty();
+        let before = inner.queue.len();
+        for frame in frames {
+            inner.bytes += frame.len();
+            inner.extra_bytes += frame.len();
+            inner.queue.push_back(frame);
+        }
+        inner.extra += inner.queue.len() - before;
+        let woke = was_empty && !inner.queue.is_empty();
+        drop(inner);
+        if woke {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
     pub fn pop(&self) -> Option<Utf8Bytes> {
         let mut inner = self.lock();
         let frame = inner.queue.pop_front();
         if let Some(f) = &frame {
             inner.bytes -= f.len();
         }
+        inner.extra = inner.extra.min(inner.queue.len());
+        inner.extra_bytes = inner.extra_bytes.min(inner.bytes);
         if inner.queue.is_empty() {
             // An idle connection holds no queue memory (an allocation per burst is cheap).
             inner.queue = VecDeque::new();
@@ -174,6 +211,26 @@ mod tests {
         assert_eq!(o.push("x".repeat(50).into()), Ok(()));
         assert_eq!(o.pop().map(|f| f.len()), Some(50));
         assert_eq!(o.push("123456789".into()), Ok(()));
+    }
+
+    #[test]
+    fn a_replay_does_not_count_against_the_capacity() {
+        let o = Outbox::new(2, 1 << 20);
+        o.push_replay((0..5).map(|i| Utf8Bytes::from(i.to_string())))
+            .expect("open");
+        assert_eq!(o.push("live1".into()), Ok(()));
+        assert_eq!(o.push("live2".into()), Ok(()));
+        assert_eq!(o.push("live3".into()), Err(PushError::Full));
+        let o = Outbox::new(2, 1 << 20);
+        o.push_replay((0..3).map(|i| Utf8Bytes::from(i.to_string())))
+            .expect("open");
+        for _ in 0..3 {
+            o.pop();
+        }
+        // the replay was read: the allowance is gone
+        assert_eq!(o.push("a".into()), Ok(()));
+        assert_eq!(o.push("b".into()), Ok(()));
+        assert_eq!(o.push("c".into()), Err(PushError::Full));
     }
 
     #[test]

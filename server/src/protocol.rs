@@ -35,10 +35,11 @@ pub enum ErrorCode {
     Forbidden,
     RateLimited,
     ReplyTooLarge,
+    InvalidSince,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::InvalidJson,
         ErrorCode::NotAnObject,
         ErrorCode::MissingField,
@@ -57,6 +58,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::RateLimited,
         ErrorCode::ReplyTooLarge,
+        ErrorCode::InvalidSince,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +81,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::ReplyTooLarge => "reply_too_large",
+            ErrorCode::InvalidSince => "invalid_since",
         }
     }
 }
@@ -152,6 +155,8 @@ pub enum Action {
     Ping,
     Subscribe {
         project_id: String,
+        /// The client's last position in the project, to replay what it missed.
+        since: Option<Since>,
     },
     Unsubscribe {
         project_id: String,
@@ -186,6 +191,7 @@ struct Fields<'a> {
     data: Option<&'a RawValue>,
     #[serde(borrow)]
     token: Option<&'a RawValue>,
+    since: Option<&'a RawValue>,
 }
 
 /// Parses one text frame.
@@ -254,6 +260,7 @@ fn parse_action(f: &Fields<'_>) -> Result<Action, RequestError> {
         "ping" => Ok(Action::Ping),
         "subscribe" => Ok(Action::Subscribe {
             project_id: required_project_id(f.project_id)?,
+            since: f.since.map(parse_since).transpose()?.flatten(),
         }),
         "unsubscribe" => Ok(Action::Unsubscribe {
             project_id: required_project_id(f.project_id)?,
@@ -315,6 +322,66 @@ fn parse_forward(f: &Fields<'_>) -> Result<Action, RequestError> {
         project_id,
         data: data.to_owned(),
     })
+}
+
+/// A position in a project's updates (see `docs/protocol.md`, Positions and recovery).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Since {
+    pub offset: u64,
+    pub epoch: String,
+}
+
+/// Largest offset a client may send: JSON numbers are exact in JavaScript up to 2^53.
+pub const MAX_OFFSET: u64 = 1 << 53;
+
+/// The rule for epochs, which the server makes as 16 hex digits.
+pub fn valid_epoch(e: &str) -> bool {
+    !e.is_empty() && e.len() <= 64 && e.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// `since`: `null` is no position; anything but `{"offset": 0..=2^53, "epoch": "<epoch>"}` is
+/// refused with its own code, so a client bug is named rather than silently not recovered.
+fn parse_since(raw: &RawValue) -> Result<Option<Since>, RequestError> {
+    #[derive(serde::Deserialize)]
+    struct Raw<'a> {
+        #[serde(borrow)]
+        offset: Option<&'a RawValue>,
+        epoch: Option<serde_json::Value>,
+    }
+    let bad = |what: &str| {
+        RequestError::new(
+            ErrorCode::InvalidSince,
+            format!(
+                "since {what}: send {{\"offset\":N,\"epoch\":\"E\"}} from the last update or subscribed reply (N a whole number from 0 to 2^53, E its epoch), or leave since out"
+            ),
+        )
+    };
+    if raw.get() == "null" {
+        return Ok(None);
+    }
+    let r: Raw<'_> = serde_json::from_str(raw.get())
+        .map_err(|_| bad(&format!("must be an object, got {}", kind_of(raw))))?;
+    let offset = r.offset.ok_or_else(|| bad("has no offset"))?;
+    let offset = offset
+        .get()
+        .parse::<u64>()
+        .ok()
+        .filter(|o| *o <= MAX_OFFSET)
+        .ok_or_else(|| {
+            bad(&format!(
+                "offset {} is not a whole number from 0 to 2^53",
+                short(offset.get())
+            ))
+        })?;
+    let epoch = match r.epoch {
+        Some(serde_json::Value::String(e)) if valid_epoch(&e) => e,
+        Some(serde_json::Value::String(_)) => {
+            return Err(bad("epoch must be 1 to 64 letters and digits"));
+        }
+        Some(_) => return Err(bad("epoch must be a string")),
+        None => return Err(bad("has no epoch")),
+    };
+    Ok(Some(Since { offset, epoch }))
 }
 
 fn required_string(name: &str, raw: Option<&RawValue>, hint: &str) -> Result<String, RequestError> {
@@ -439,6 +506,11 @@ pub enum Reply<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         request_id: Option<&'a RawValue>,
         project_id: &'a str,
+        offset: u64,
+        epoch: &'a str,
+        /// Present when the subscribe had `since` (or the server lost the client's position).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
     },
     Unsubscribed {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -457,6 +529,7 @@ pub enum Reply<'a> {
         code: ErrorCode,
         message: &'a str,
     },
+    /// Without its position: see [`positioned`].
     Update {
         #[serde(skip_serializing_if = "Option::is_none")]
         project_id: Option<&'a str>,
@@ -468,6 +541,11 @@ pub enum Reply<'a> {
         user_id: &'a str,
         data: &'a RawValue,
     },
+    /// Sent by a draining server just before its close 1001.
+    Reconnect {
+        reason: &'static str,
+        jitter_ms: u64,
+    },
 }
 
 /// Who a connection is and what it may do, as `authenticated` and `refreshed` report it.
@@ -478,6 +556,14 @@ pub struct SessionInfo<'a> {
     pub projects: Vec<&'a str>,
     pub queues: Vec<&'static str>,
     pub subscriptions: Vec<&'a str>,
+}
+
+/// An update frame with its position: `base` is the text of a [`Reply::Update`] and gets
+/// `,"offset":N,"epoch":"E"` before its closing brace. The broker's publish script
+/// (`broker/scripts.rs`) builds the same text in Redis.
+pub fn positioned(base: &str, offset: u64, epoch: &str) -> String {
+    let open = base.strip_suffix('}').unwrap_or(base);
+    format!("{open},\"offset\":{offset},\"epoch\":\"{epoch}\"}}")
 }
 
 impl Serialize for QueueKind {
@@ -514,7 +600,21 @@ mod tests {
         ));
         let p = parse_request(r#"{"action":"subscribe","project_id":"p1","request_id":7}"#);
         assert_eq!(p.request_id.as_ref().map(|r| r.get()), Some("7"));
-        assert!(matches!(p.action, Ok(Action::Subscribe { project_id }) if project_id == "p1"));
+        assert!(
+            matches!(p.action, Ok(Action::Subscribe { project_id, since: None }) if project_id == "p1")
+        );
+        let p = parse_request(
+            r#"{"action":"subscribe","project_id":"p1","since":{"offset":7,"epoch":"ab12"}}"#,
+        );
+        assert!(
+            matches!(p.action, Ok(Action::Subscribe { since: Some(s), .. })
+            if s == Since { offset: 7, epoch: "ab12".into() })
+        );
+        let p = parse_request(r#"{"action":"subscribe","project_id":"p1","since":null}"#);
+        assert!(matches!(
+            p.action,
+            Ok(Action::Subscribe { since: None, .. })
+        ));
         let f = parse_request(
             r#"{"action":"forward","type":"dev","data":{"project_id":"p9","x":[1, 2]}}"#,
         );
@@ -572,6 +672,40 @@ mod tests {
         assert_eq!(
             err(r#"{"action":"ping","request_id":{}}"#),
             ErrorCode::InvalidField
+        );
+    }
+
+    #[test]
+    fn a_malformed_since_has_its_code() {
+        for since in [
+            r#""7""#,
+            "[1]",
+            "{}",
+            r#"{"offset":-1,"epoch":"ab"}"#,
+            r#"{"offset":1.5,"epoch":"ab"}"#,
+            r#"{"offset":"3","epoch":"ab"}"#,
+            r#"{"offset":9007199254740993,"epoch":"ab"}"#,
+            r#"{"offset":3}"#,
+            r#"{"offset":3,"epoch":""}"#,
+            r#"{"offset":3,"epoch":"not an epoch!"}"#,
+            r#"{"offset":3,"epoch":7}"#,
+        ] {
+            let text = format!(r#"{{"action":"subscribe","project_id":"p","since":{since}}}"#);
+            assert_eq!(err(&text), ErrorCode::InvalidSince, "{since}");
+        }
+    }
+
+    #[test]
+    fn positioned_adds_offset_and_epoch() {
+        let data = RawValue::from_string(r#"{"a":1}"#.into()).expect("json");
+        let base = Reply::Update {
+            project_id: Some("p"),
+            data: &data,
+        }
+        .to_text();
+        assert_eq!(
+            positioned(&base, 42, "e1"),
+            r#"{"type":"update","project_id":"p","data":{"a":1},"offset":42,"epoch":"e1"}"#
         );
     }
 

@@ -7,7 +7,6 @@
 
 use axum::Json;
 use axum::body::{Body as HttpBody, Bytes};
-use axum::extract::ws::Utf8Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
@@ -16,8 +15,9 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::AppState;
+use crate::hub::{PublishError, Target};
 use crate::metrics::add;
-use crate::protocol::{Reply, valid_project_id};
+use crate::protocol::valid_project_id;
 
 #[derive(serde::Deserialize)]
 struct Body<'a> {
@@ -68,7 +68,7 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
 }
 
 /// Runs behind [`gate`], which has checked the token and read the body.
-pub async fn publish(State(state): State<AppState>, body: Bytes) -> Response {
+pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let parsed: Body<'_> = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -111,21 +111,53 @@ pub async fn publish(State(state): State<AppState>, body: Bytes) -> Response {
             "field \"data\" is required and must be a JSON object",
         );
     };
-    let delivery = if let Some(user_id) = parsed.user_id.as_deref() {
-        let frame = Utf8Bytes::from(Reply::UserUpdate { user_id, data }.to_text());
-        state.hub.publish_user(user_id, frame).await
-    } else {
-        let frame = Utf8Bytes::from(
-            Reply::Update {
-                project_id: parsed.project_id.as_deref(),
-                data,
-            }
-            .to_text(),
-        );
-        state.hub.publish(parsed.project_id.as_deref(), frame).await
+    let key = match idempotency_key(&headers) {
+        Ok(k) => k,
+        Err(r) => return r,
     };
-    add(&state.metrics.updates_delivered, delivery.delivered as u64);
-    (StatusCode::ACCEPTED, Json(delivery)).into_response()
+    let target = match (parsed.project_id.as_deref(), parsed.user_id.as_deref()) {
+        (Some(p), _) => Target::Project(p),
+        (None, Some(u)) => Target::User(u),
+        (None, None) => Target::All,
+    };
+    match state.hub.publish(target, data, key).await {
+        Ok(published) => {
+            if let Some(d) = &published.local {
+                add(&state.metrics.updates_delivered, d.delivered as u64);
+            }
+            (StatusCode::ACCEPTED, Json(published)).into_response()
+        }
+        Err(PublishError::BrokerUnavailable(cause)) => {
+            tracing::warn!(error = %cause, "publish refused: broker unavailable");
+            let mut r = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker_unavailable",
+                format!(
+                    "the broker did not take the update ({cause}); retry with the same Idempotency-Key"
+                ),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            r
+        }
+    }
+}
+
+/// The optional `Idempotency-Key` header: 1 to 128 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Response> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= 128 && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(k))
+        }
+        _ => Err(problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 128 visible ASCII characters (e.g. a UUID)",
+        )),
+    }
 }
 
 /// The publish token's verdict: `404` when publishing is off, `401` when the token is missing

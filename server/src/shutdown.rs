@@ -118,3 +118,16 @@ pub async fn signal() {
 pub async fn draining(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|d| *d).await.map(|_| ());
 }
+
+/// How long a client should spread its reconnect over (the `reconnect` frame's `jitter_ms`).
+pub const RECONNECT_JITTER_MS: u64 = 2000;
+
+/// Resolves at one connection's turn to close: a uniformly random moment within `window`
+/// (`WS_DRAIN_SECONDS`) after the drain began, so the other tasks get the reconnects spread
+/// out instead of all in one millisecond. Until then the connection keeps serving.
+pub async fn turn_to_close(rx: &mut watch::Receiver<bool>, window: std::time::Duration) {
+    draining(rx).await;
+    if !window.is_zero() {
+        tokio::time::sleep(window.mul_f64(rand::random::<f64>())).await;
+    }
+}

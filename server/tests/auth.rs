@@ -170,6 +170,7 @@ async fn a_valid_token_by_header_or_by_message_authenticates() {
     assert_eq!(welcome["user_id"], "alice", "{welcome}");
     assert_eq!(welcome["expires_at"], c["exp"]);
     assert_eq!(welcome["subscriptions"], json!(["p1"]));
+    expect_position(&mut ws, "p1").await;
     assert_usable(&mut ws).await;
     let r = authenticate(&mut ws, &hs256(&c)).await;
     assert_eq!(r["code"], "already_authenticated", "{r}");
@@ -190,6 +191,7 @@ async fn a_valid_token_by_header_or_by_message_authenticates() {
                "expires_at": c["exp"], "projects": ["p1"], "queues": ["dev"],
                "subscriptions": ["p1"]})
     );
+    expect_position(&mut ws, "p1").await;
     assert_usable(&mut ws).await;
 }
 
@@ -359,6 +361,7 @@ async fn grants_limit_subscribe_connect_and_forward() {
     ));
     let (mut ws3, w) = connect_bearer(&server, "/ws?project_id=anything", &all).await;
     assert_eq!(w["subscriptions"], json!(["anything"]));
+    expect_position(&mut ws3, "anything").await;
     let r = request(
         &mut ws3,
         json!({"action": "forward", "type": "ops", "data": {}}),
@@ -375,6 +378,7 @@ async fn a_publish_to_a_user_reaches_each_of_their_connections_only() {
     let r = authenticate(&mut a2, &hs256(&claims("alice"))).await;
     assert_eq!(r["type"], "authenticated");
     let (mut b, _) = connect_bearer(&server, "/ws?project_id=p1", &hs256(&claims("bob"))).await;
+    expect_position(&mut b, "p1").await;
 
     let (status, d) = publish(
         &server,

@@ -98,6 +98,7 @@ async fn sigterm_drains_clients_with_1001_completes_forwards_and_exits_0() {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("ENVIRONMENT", "test")
         .env("WS_AUTH", "none")
+        .env("WS_DRAIN_SECONDS", "1")
         .env(
             "RUST_LOG",
             "debug,aws=info,aws_smithy_runtime=info,hyper=info,h2=info,rustls=info",
@@ -177,13 +178,19 @@ async fn sigterm_drains_clients_with_1001_completes_forwards_and_exits_0() {
     }
 
     for ws in [&mut follower, &mut idle] {
-        let (_, close) = read_until_close(ws).await;
+        let (frames, close) = read_until_close(ws).await;
         assert_eq!(close.map(|c| c.0), Some(1001));
+        assert_eq!(
+            frames.last().map(|f| &f["type"]),
+            Some(&json!("reconnect")),
+            "{frames:?}"
+        );
     }
     let (frames, close) = read_until_close(&mut forwarding).await;
     assert_eq!(close.map(|c| c.0), Some(1001));
-    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames.len(), 2, "{frames:?}");
     assert_eq!(frames[0]["type"], "forwarded", "{frames:?}");
+    assert_eq!(frames[1]["type"], "reconnect", "{frames:?}");
     assert_eq!(frames[0]["request_id"], "in-flight");
     let message_id = frames[0]["message_id"]
         .as_str()

@@ -39,6 +39,14 @@ async fn subscribe_through_both_routes_and_unsubscribe() {
     // route 1: on connect
     let (mut by_query, welcome) = connect(&server, "/ws?project_id=alpha").await;
     assert_eq!(welcome["subscriptions"], json!(["alpha"]));
+    // the position of the project follows the welcome, without request_id
+    let sub = recv(&mut by_query).await;
+    let epoch = sub["epoch"].clone();
+    assert!(epoch.as_str().is_some_and(|e| e.len() == 16), "{sub}");
+    assert_eq!(
+        sub,
+        json!({"type": "subscribed", "project_id": "alpha", "offset": 0, "epoch": epoch})
+    );
     // route 2: by request
     let (mut by_action, _) = connect(&server, "/ws").await;
     let r = request(
@@ -48,16 +56,22 @@ async fn subscribe_through_both_routes_and_unsubscribe() {
     .await;
     assert_eq!(
         r,
-        json!({"type": "subscribed", "project_id": "alpha", "request_id": "s1"})
+        json!({"type": "subscribed", "project_id": "alpha", "request_id": "s1", "offset": 0, "epoch": epoch})
     );
 
     let (status, body) = publish(&server, json!({"project_id": "alpha", "data": {"n": 1}})).await;
-    assert_eq!((status, body["delivered"].as_u64()), (202, Some(2)));
+    assert_eq!(
+        (status, body.clone()),
+        (
+            202,
+            json!({"offset": 1, "epoch": epoch, "duplicate": false, "delivered": 2, "dropped": 0})
+        )
+    );
     for ws in [&mut by_query, &mut by_action] {
         let u = recv(ws).await;
         assert_eq!(
             u,
-            json!({"type": "update", "project_id": "alpha", "data": {"n": 1}})
+            json!({"type": "update", "project_id": "alpha", "data": {"n": 1}, "offset": 1, "epoch": epoch})
         );
     }
 
@@ -80,6 +94,9 @@ async fn publish_reaches_exactly_the_subscribers_of_a_project() {
     let (mut a2, _) = connect(&server, "/ws?project_id=a").await;
     let (mut b, _) = connect(&server, "/ws?project_id=b").await;
     let (mut none, _) = connect(&server, "/ws").await;
+    for ws in [&mut a1, &mut a2, &mut b] {
+        assert_eq!(recv(ws).await["type"], "subscribed");
+    }
 
     let (status, body) = publish(
         &server,
@@ -102,6 +119,7 @@ async fn publish_reaches_exactly_the_subscribers_of_a_project() {
 async fn publish_without_project_reaches_everyone() {
     let server = start(&[]).await;
     let (mut a, _) = connect(&server, "/ws?project_id=a").await;
+    assert_eq!(recv(&mut a).await["type"], "subscribed");
     let (mut b, _) = connect(&server, "/ws").await;
     let (status, body) = publish(&server, json!({"data": {"notice": "maintenance"}})).await;
     assert_eq!((status, body["delivered"].as_u64()), (202, Some(2)));

@@ -355,6 +355,12 @@ fn common_parameters(env: &Environment, found: &preflight::Found) -> Vec<Paramet
         param("JwtJwksUrl", &env.jwt.jwks_url),
         param("JwtIssuer", &env.jwt.issuer),
         param("JwtAudience", &env.jwt.audience),
+        param("Broker", env.broker.kind.as_str()),
+        param(
+            "ExternalRedisUrl",
+            env.broker.redis_url.clone().unwrap_or_default(),
+        ),
+        param("ExternalRedisCluster", env.broker.cluster.to_string()),
     ];
     for (key, value) in &found.main {
         parameters.push(param(key, value));

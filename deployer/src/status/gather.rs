@@ -111,6 +111,12 @@ pub async fn gather(clients: &Clients, env: &Environment) -> anyhow::Result<Stat
         stack: stack.as_ref().map(|s| stack_state(s, &env.stack_name)),
         endpoint: outputs.get("WebSocketEndpoint").cloned(),
         dashboard: outputs.get("DashboardUrl").cloned(),
+        broker: outputs
+            .get("BrokerMode")
+            .map(|mode| super::model::BrokerState {
+                mode: mode.clone(),
+                endpoint: outputs.get("BrokerEndpoint").cloned(),
+            }),
         service: service.as_ref().map(|s| service_state(s, &cluster, &name)),
         deployments: service.as_ref().map(deployments).unwrap_or_default(),
         release,

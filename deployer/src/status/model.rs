@@ -6,6 +6,13 @@ use serde::Serialize;
 use super::metrics::Series;
 use crate::release::Release;
 
+#[derive(Debug, Serialize)]
+pub struct BrokerState {
+    /// `elasticache`, `external` or `none`.
+    pub mode: String,
+    pub endpoint: Option<String>,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Status {
     pub environment: String,
@@ -15,6 +22,8 @@ pub struct Status {
     pub endpoint: Option<String>,
     /// The environment's CloudWatch dashboard (its `DashboardUrl` output).
     pub dashboard: Option<String>,
+    /// The cross-task broker (stack outputs `BrokerMode`, `BrokerEndpoint`).
+    pub broker: Option<BrokerState>,
     pub service: Option<ServiceState>,
     pub deployments: Vec<DeploymentState>,
     /// The release the service runs now.

@@ -17,6 +17,15 @@ pub fn render(s: &Status) -> String {
     if let Some(dashboard) = &s.dashboard {
         let _ = writeln!(out, "Dashboard    {dashboard}");
     }
+    if let Some(b) = &s.broker {
+        let what = match (b.mode.as_str(), &b.endpoint) {
+            ("none", _) => "none (in-process hub: right for one task only)".to_owned(),
+            ("elasticache", Some(e)) => format!("ElastiCache Serverless Valkey {e} (TLS)"),
+            ("external", _) => "external (redis_url of wsctl.yaml)".to_owned(),
+            (other, _) => other.to_owned(),
+        };
+        let _ = writeln!(out, "Broker       {what}");
+    }
     match &s.stack {
         Some(stack) => {
             let updated = stack

@@ -2,6 +2,7 @@
 //! WebSocket and HTTP clients.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod fleet;
 pub mod iam;
 pub mod jwt;
 pub mod template;
@@ -185,6 +186,22 @@ pub async fn recv(ws: &mut Ws) -> Value {
     })
     .await;
     next.expect("no frame within 10 s")
+}
+
+/// Reads the `subscribed` frame that follows a `?project_id=` subscription (after the welcome,
+/// or after `authenticated`): the project's position, without `request_id`.
+pub async fn expect_position(ws: &mut Ws, project: &str) -> Value {
+    let sub = recv(ws).await;
+    assert_eq!(
+        (&sub["type"], &sub["project_id"]),
+        (&json!("subscribed"), &json!(project)),
+        "the position after the subscription: {sub}"
+    );
+    assert!(
+        sub["offset"].is_u64() && sub.get("request_id").is_none(),
+        "{sub}"
+    );
+    sub
 }
 
 /// Sends a request and returns the reply.
