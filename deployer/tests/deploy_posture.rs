@@ -252,7 +252,14 @@ async fn deployed_stack_alarms_rolls_back_on_them_and_shows_its_dashboard() {
 
     // Turned off again in the settings, the next deploy turns ECS Exec off on the service, and
     // exec (with a plugin on PATH now) says how to turn it on.
-    with_settings(&project, &env, &main_stack, "");
+    // (The certificate stays: moto cannot delete an HTTPS listener whose certificate is not in
+    // its ACM, which an IAM server certificate never is.)
+    with_settings(
+        &project,
+        &env,
+        &main_stack,
+        "    certificate_arn: arn:aws:iam::123456789012:server-certificate/ws-posture\n",
+    );
     let second = deploy_json(&project, &env);
     assert_eq!(second["rollout"]["verdict"], "completed", "{second:#}");
     let plugin = empty.path().join("session-manager-plugin");
