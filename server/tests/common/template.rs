@@ -6,6 +6,11 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
+/// Conditions of policies for opt-in features, off by default: `ExecEnabled` (ECS Exec: the
+/// SSM agent's `ssmmessages` channel, which has no resource-level permissions) and `HasKmsKey`
+/// (the ECS agent decrypting the secrets with the operator's KMS key).
+pub const OPT_IN: &[&str] = &["ExecEnabled", "HasKmsKey"];
+
 pub struct Template(pub Value);
 
 impl Template {
@@ -22,8 +27,10 @@ impl Template {
         r
     }
 
-    /// Every statement that applies to role `role`: its inline policies and every
-    /// AWS::IAM::Policy attached to it.
+    /// Every statement that applies to role `role` as the template deploys by default: its
+    /// inline policies and every AWS::IAM::Policy attached to it, except those of the opt-in
+    /// features in [`OPT_IN`] (off unless an operator turns them on, and called by an AWS agent
+    /// in the task, not by the server's code).
     pub fn role_statements(&self, role: &str) -> Vec<Value> {
         let mut documents: Vec<&Value> = list_ref(&self.resource(role)["Properties"]["Policies"])
             .into_iter()
@@ -31,7 +38,11 @@ impl Template {
             .collect();
         let attached = json!({"Ref": role});
         for resource in self.0["Resources"].as_object().expect("Resources").values() {
+            let opt_in = resource["Condition"]
+                .as_str()
+                .is_some_and(|c| OPT_IN.contains(&c));
             if resource["Type"] == "AWS::IAM::Policy"
+                && !opt_in
                 && list_ref(&resource["Properties"]["Roles"]).contains(&&attached)
             {
                 documents.push(&resource["Properties"]["PolicyDocument"]);
