@@ -2,6 +2,8 @@
 //! round robin in front (the ALB's stand-in), real WebSocket clients. Each test starts its own
 //! Redis and tasks on free ports.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

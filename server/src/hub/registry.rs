@@ -450,9 +450,12 @@ impl Registry {
     }
 }
 
+/// A position in a project's history: (last offset seen, epoch).
+type Position = (u64, Arc<str>);
+
 /// Members of one project grouped by their position: one history read per group.
 fn group(project: &Arc<str>, ids: impl Iterator<Item = ConnId>, members: &Members) -> Vec<Repair> {
-    let mut by: HashMap<(u64, Arc<str>), Vec<(ConnId, u64)>> = HashMap::new();
+    let mut by: HashMap<Position, Vec<(ConnId, u64)>> = HashMap::new();
     for id in ids {
         if let Some(m) = members.get(&id) {
             let epoch = m.epoch.clone().unwrap_or_else(|| Arc::from(""));
