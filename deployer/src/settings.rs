@@ -262,10 +262,10 @@ fn check_sizes(env: &Environment) -> anyhow::Result<()> {
     // Fargate's valid CPU / memory pairs (MiB).
     let memory_ok = match env.cpu {
         256 => [512, 1024, 2048].contains(&env.memory),
-        512 => (1024..=4096).contains(&env.memory) && env.memory % 1024 == 0,
-        1024 => (2048..=8192).contains(&env.memory) && env.memory % 1024 == 0,
-        2048 => (4096..=16384).contains(&env.memory) && env.memory % 1024 == 0,
-        4096 => (8192..=30720).contains(&env.memory) && env.memory % 1024 == 0,
+        512 => (1024..=4096).contains(&env.memory) && env.memory.is_multiple_of(1024),
+        1024 => (2048..=8192).contains(&env.memory) && env.memory.is_multiple_of(1024),
+        2048 => (4096..=16384).contains(&env.memory) && env.memory.is_multiple_of(1024),
+        4096 => (8192..=30720).contains(&env.memory) && env.memory.is_multiple_of(1024),
         _ => {
             problems.push(format!(
                 "cpu {} is not a Fargate size (256, 512, 1024, 2048, 4096)",

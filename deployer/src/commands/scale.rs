@@ -100,24 +100,24 @@ pub fn plan(args: &Args, current: Option<Range>) -> anyhow::Result<Plan> {
             ));
         }
     };
-    if let Some((min, max)) = range {
-        if min > max {
-            return Err(fail(
-                Exit::Usage,
-                format!("--min {min} is above --max {max}"),
-            ));
-        }
+    if let Some((min, max)) = range
+        && min > max
+    {
+        return Err(fail(
+            Exit::Usage,
+            format!("--min {min} is above --max {max}"),
+        ));
     }
-    if let (Some(count), Some((min, max))) = (args.count, range.or(current)) {
-        if count < min || count > max {
-            return Err(fail(
-                Exit::Usage,
-                format!(
-                    "--count {count} is outside the autoscaling range {min}..{max}, which would \
+    if let (Some(count), Some((min, max))) = (args.count, range.or(current))
+        && (count < min || count > max)
+    {
+        return Err(fail(
+            Exit::Usage,
+            format!(
+                "--count {count} is outside the autoscaling range {min}..{max}, which would \
                      move it back within minutes: widen the range too (--min/--max)"
-                ),
-            ));
-        }
+            ),
+        ));
     }
     Ok(Plan {
         desired: args.count,
