@@ -73,15 +73,7 @@ async fn ecr_digest(deployed: &Deployed, tag: &str) -> Option<String> {
 
 /// The service's deployments as ECS describes them (to compare before and after).
 async fn deployments(deployed: &Deployed) -> String {
-    let out = deployed
-        .ecs()
-        .describe_services()
-        .cluster(deployed.cluster())
-        .services(deployed.service())
-        .send()
-        .await
-        .expect("DescribeServices");
-    format!("{:?}", out.services()[0].deployments())
+    format!("{:?}", deployed.described_service().await.deployments())
 }
 
 #[tokio::test]

@@ -21,15 +21,9 @@ fn moto() -> String {
 
 /// The deployment the service runs now (moto keeps one per service).
 async fn primary_deployment(deployed: &Deployed) -> String {
-    let out = deployed
-        .ecs()
-        .describe_services()
-        .cluster(deployed.cluster())
-        .services(deployed.service())
-        .send()
+    deployed
+        .described_service()
         .await
-        .expect("service");
-    out.services()[0]
         .deployments()
         .iter()
         .find(|d| d.status() == Some("PRIMARY"))

@@ -169,14 +169,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         .with_context(|| format!("updating the desired count of {}", live.name))?;
     let service = updated.service();
     let desired = service.map_or(0, |s| s.desired_count());
-    let deployment_id = service
-        .and_then(|s| {
-            s.deployments()
-                .iter()
-                .find(|d| d.status() == Some("PRIMARY"))
-        })
-        .and_then(|d| d.id())
-        .map(str::to_owned);
+    let deployment_id = rollout::wait::primary_deployment(service);
     if let Some(count) = plan.desired {
         eprintln!("Scaling {} to {count} task(s)", live.name);
     }

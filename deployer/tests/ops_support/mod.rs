@@ -140,17 +140,25 @@ impl Deployed {
         format!("agenticai-websocket-{}", self.env)
     }
 
-    /// The image of the task definition the service runs now.
-    pub async fn running_image(&self) -> String {
-        let ecs = self.ecs();
-        let service = ecs
+    /// The service as ECS describes it now.
+    pub async fn described_service(&self) -> aws_sdk_ecs::types::Service {
+        let out = self
+            .ecs()
             .describe_services()
             .cluster(self.cluster())
             .services(self.service())
             .send()
             .await
-            .expect("service");
-        let td = service.services()[0]
+            .expect("DescribeServices");
+        out.services()[0].clone()
+    }
+
+    /// The image of the task definition the service runs now.
+    pub async fn running_image(&self) -> String {
+        let ecs = self.ecs();
+        let td = self
+            .described_service()
+            .await
             .task_definition()
             .expect("task definition")
             .to_owned();
