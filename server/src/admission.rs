@@ -15,7 +15,9 @@ use crate::metrics::incr;
 
 /// An upgrade that passed: who it is (when the header said so) and its IP's slot.
 pub struct Admitted {
+    /// The identity the `Authorization` header proved; `None` until the first frame authenticates.
     pub identity: Option<Identity>,
+    /// The connection's place in its IP's count, freed when it closes.
     pub ip_slot: IpSlot,
 }
 
@@ -28,6 +30,7 @@ pub fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// Admits or refuses an upgrade: the origin, the per-IP limit and the header's token, if any.
 pub async fn admit(
     state: &AppState,
     headers: &HeaderMap,

@@ -18,20 +18,26 @@ const ATTRIBUTE_ROOM: usize = 4 * 1024;
 /// The whole server configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// `WEBSOCKET_HOST`: the address to listen on.
     pub host: IpAddr,
+    /// `WEBSOCKET_PORT`.
     pub port: u16,
     /// `AWS_REGION`, default `us-east-1` as in the original server.
     pub aws_region: String,
     /// `DYNAMODB_TABLE_NAME`: accepted for compatibility with the original task definition;
     /// this version keeps no state in DynamoDB.
     pub dynamodb_table: Option<String>,
+    /// `SQS_QUEUE_URL_*`: where forwards go.
     pub queues: QueueUrls,
     /// `PUBLISH_TOKEN`; `None` turns `POST /publish` off.
     pub publish_token: Option<String>,
+    /// Bounds on memory and work (`WS_MAX_*`).
     pub limits: Limits,
+    /// `WS_PING_INTERVAL_SECONDS`, `WS_PONG_TIMEOUT_SECONDS`.
     pub keepalive: Keepalive,
     /// `ENVIRONMENT`: the dimension of the metrics (prod, staging, ...).
     pub environment: String,
+    /// `WS_METRICS_INTERVAL_SECONDS`: how often the EMF line is written.
     pub metrics_interval: Duration,
     /// `WS_SHUTDOWN_TIMEOUT_SECONDS`: the longest a drain may take before the process exits.
     pub shutdown_timeout: Duration,
@@ -41,6 +47,7 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// Abuse limits (per IP, origin, rate, HTTP timeouts, outbox bytes).
     pub guard: crate::limits::GuardConfig,
+    /// `WS_REDIS_*`: the cross-task broker, off when no URL is set.
     pub broker: BrokerConfig,
     /// `WS_DRAIN_SECONDS`: the drain spreads its closes over this window.
     pub drain_window: Duration,
@@ -55,29 +62,32 @@ pub struct BrokerConfig {
     pub url: Option<String>,
     /// `WS_REDIS_CLUSTER`: route commands by slot (cluster-mode endpoints).
     pub cluster: bool,
+    /// `WS_HISTORY_SIZE`: updates kept per project for replay.
     pub history_size: u64,
+    /// `WS_HISTORY_TTL_SECONDS`: how long an idle project's history is kept.
     pub history_ttl: Duration,
+    /// `WS_POSITION_TTL_SECONDS`: how long an idle project's position is kept.
     pub position_ttl: Duration,
+    /// `WS_RECOVERY_MAX`: the most updates one resubscribe replays.
     pub recovery_max: u64,
 }
 
-/// One URL per agent queue; an unset queue is disabled (forwards to it get an error).
+/// One URL per agent queue, in the order of [`QueueKind::ALL`]; an unset queue is disabled
+/// (forwards to it get an error).
 #[derive(Clone, Debug, Default)]
-pub struct QueueUrls {
-    pub pm: Option<String>,
-    pub dev: Option<String>,
-    pub qa: Option<String>,
-    pub ops: Option<String>,
-}
+pub struct QueueUrls([Option<String>; QueueKind::ALL.len()]);
 
 impl QueueUrls {
+    /// The URL of `kind`'s queue, `None` when it is not configured.
     pub fn get(&self, kind: QueueKind) -> Option<&str> {
-        match kind {
-            QueueKind::Pm => self.pm.as_deref(),
-            QueueKind::Dev => self.dev.as_deref(),
-            QueueKind::Qa => self.qa.as_deref(),
-            QueueKind::Ops => self.ops.as_deref(),
-        }
+        self.0[kind as usize].as_deref()
+    }
+
+    /// The queues that have a URL, in the order of [`QueueKind::ALL`].
+    pub fn configured(&self) -> impl Iterator<Item = QueueKind> + '_ {
+        QueueKind::ALL
+            .into_iter()
+            .filter(|q| self.get(*q).is_some())
     }
 }
 
@@ -106,6 +116,7 @@ impl Limits {
 }
 
 #[derive(Clone, Debug)]
+/// The keepalive: a ping after this much silence, and how long the pong may take.
 pub struct Keepalive {
     /// `WS_PING_INTERVAL_SECONDS`: a connection quiet this long gets a ping.
     pub ping_interval: Duration,
@@ -116,6 +127,7 @@ pub struct Keepalive {
 /// Every problem found in the environment, reported at once.
 #[derive(Debug)]
 pub struct ConfigError {
+    /// Every invalid variable, each named with what is expected.
     pub problems: Vec<String>,
 }
 
@@ -156,12 +168,7 @@ impl Config {
             .optional("AWS_REGION")
             .unwrap_or_else(|| "us-east-1".to_owned());
         let dynamodb_table = r.optional("DYNAMODB_TABLE_NAME");
-        let queues = QueueUrls {
-            pm: r.queue_url("SQS_QUEUE_URL_PM"),
-            dev: r.queue_url("SQS_QUEUE_URL_DEV"),
-            qa: r.queue_url("SQS_QUEUE_URL_QA"),
-            ops: r.queue_url("SQS_QUEUE_URL_OPS"),
-        };
+        let queues = QueueUrls(QueueKind::ALL.map(|q| r.queue_url(&q.url_variable())));
         let publish_token = r.optional("PUBLISH_TOKEN");
         if let Some(t) = &publish_token
             && t.len() < 16

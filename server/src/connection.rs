@@ -4,6 +4,19 @@
 //!
 //! Everything for one connection happens in one task with small, fixed state, so an idle
 //! connection costs a few kilobytes (see `docs/protocol.md`, Limits).
+//!
+//! This file holds the upgrade, the loop and the close. What the client asks for is handled
+//! in the submodules of `connection/`, one per action: `request` checks a frame and dispatches
+//! it to `authenticate` (also `refresh`), `ping`, `subscribe`, `unsubscribe` or `forward`;
+//! `session` is who the connection is and when that runs out.
+
+mod authenticate;
+mod forward;
+mod ping;
+mod request;
+mod session;
+mod subscribe;
+mod unsubscribe;
 
 use std::future::Future;
 use std::pin::pin;
@@ -23,18 +36,16 @@ use tokio_tungstenite::tungstenite;
 use tracing::{debug, info};
 use uuid::Uuid;
 
+use self::forward::ForwardResult;
+use self::request::Step;
+use self::session::{Pending, Session};
 use crate::AppState;
 use crate::admission::{Admitted, refuse};
 use crate::auth::Identity;
-use crate::forward::Forward;
-use crate::hub::SubscribeRequest;
-use crate::limits::{RequestRate, Verdict};
+use crate::limits::RequestRate;
 use crate::metrics::incr;
 use crate::outbox::Outbox;
-use crate::protocol::{
-    Action, ErrorCode, QueueKind, Reply, RequestError, SessionInfo, Since, parse_request,
-    valid_project_id,
-};
+use crate::protocol::{ErrorCode, Reply, RequestError, check_id};
 use crate::shutdown::ConnectionSlot;
 
 /// Read buffer of one connection, also the most read from the socket at once: requests are
@@ -45,15 +56,22 @@ pub const WRITE_BUFFER_BYTES: usize = 4096;
 /// How long a close handshake may take before the socket is simply dropped.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// WebSocket close codes (RFC 6455, section 7.4.1) the server sends.
 pub mod close_code {
+    /// The server is draining: connect again.
     pub const GOING_AWAY: u16 = 1001;
+    /// The frames broke the WebSocket protocol.
     pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame was not UTF-8.
     pub const INVALID_PAYLOAD: u16 = 1007;
+    /// Too slow, silent, over the rate, or not authenticated.
     pub const POLICY: u16 = 1008;
+    /// A frame far over the size limit.
     pub const TOO_BIG: u16 = 1009;
 }
 
 #[derive(serde::Deserialize)]
+/// The query of `GET /ws`.
 pub struct ConnectQuery {
     project_id: Option<String>,
 }
@@ -75,14 +93,12 @@ pub async fn upgrade(
             "server is shutting down; connect again",
         );
     }
-    if let Some(p) = &query.project_id
-        && !valid_project_id(p)
+    if let Some(Err(message)) = query
+        .project_id
+        .as_deref()
+        .map(|p| check_id("project_id", p))
     {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "invalid_project_id",
-            "project_id must be a non-empty string of at most 256 bytes without control characters",
-        );
+        return refuse(StatusCode::BAD_REQUEST, "invalid_project_id", &message);
     }
     // Before the token is checked: a reconnect wave beyond the rate costs no verification.
     if state.connect_rate.check().is_err() {
@@ -105,12 +121,28 @@ pub async fn upgrade(
         );
     };
     let hard = limits.hard_frame_bytes();
-    ws.read_buffer_size(READ_BUFFER_BYTES)
+    let ws = ws
+        .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(WRITE_BUFFER_BYTES + 2 * limits.max_frame_bytes + 4096)
         .max_frame_size(hard)
-        .max_message_size(hard)
-        .on_upgrade(move |socket| run(socket, state, slot, admitted, query.project_id))
+        .max_message_size(hard);
+    let start = Box::new(Start {
+        state,
+        slot,
+        admitted,
+        project: query.project_id,
+    });
+    ws.on_upgrade(move |socket| run(socket, start))
+}
+
+/// What the upgrade hands the connection. Boxed into the `on_upgrade` closure, which axum's
+/// upgrade task keeps for the connection's whole life: there it costs a pointer, not a copy.
+struct Start {
+    state: AppState,
+    slot: ConnectionSlot,
+    admitted: Admitted,
+    project: Option<String>,
 }
 
 /// A reconnect wave beyond `WS_CONNECT_RATE`: try again shortly (a client adds jitter).
@@ -146,41 +178,14 @@ enum Exit {
     RateAbuse,
 }
 
-/// What handling one frame calls for.
-enum Step {
-    Done,
-    Check(TokenCheck),
-    Exit(Exit),
-}
-
 /// What woke the connection loop, besides the outbox (which it writes as part of waiting).
 enum Event {
     Exit(Exit),
+    /// The server began to drain: the connection closes at its turn.
+    Drain,
     Read(Option<Result<Message, axum::Error>>),
     Forwarded(Result<ForwardResult, tokio::task::JoinError>),
     Timer,
-}
-
-type ForwardResult = (
-    QueueKind,
-    Option<Box<RawValue>>,
-    Result<String, RequestError>,
-);
-
-/// Who the connection is, once authenticated.
-struct Session {
-    identity: Identity,
-    /// Whether the client was warned of the expiry (`identity.expires_at`).
-    warned: bool,
-}
-
-/// What a connection still has to do to authenticate. Boxed in [`Conn`]: connections that
-/// authenticated on the upgrade never need it, and it is freed once they authenticate.
-struct Pending {
-    /// When it is closed if it has not authenticated.
-    deadline: Instant,
-    /// `?project_id=` of the connect URL: subscribed on authentication, if granted.
-    project: Option<String>,
 }
 
 struct Conn {
@@ -199,90 +204,101 @@ struct Conn {
     rate: Option<Box<RequestRate>>,
 }
 
-/// A token to check, found by [`Conn::handle`] and checked by the loop (it may need a JWKS
-/// fetch, so it is awaited there rather than in the synchronous request handler).
-struct TokenCheck {
-    token: String,
-    refresh: bool,
-    request_id: Option<Box<RawValue>>,
-}
-
-async fn run(
-    socket: WebSocket,
-    state: AppState,
-    slot: ConnectionSlot,
-    admitted: Admitted,
-    project: Option<String>,
-) {
-    let id = Uuid::new_v4();
-    let outbox = Arc::new(Outbox::new(
-        state.config.limits.outbox_messages,
-        state.config.guard.outbox_bytes,
-    ));
-    let Admitted { identity, ip_slot } = admitted;
-    let pending = identity.is_none().then(|| {
-        Box::new(Pending {
-            deadline: Instant::now() + state.config.auth.timeout,
-            project: None,
-        })
-    });
-    let mut conn = Conn {
-        id,
-        state,
-        outbox,
-        subscriptions: Vec::new(),
-        forwards: None,
-        inflight: 0,
-        session: None,
-        pending,
-        rate: None,
-    };
-    if let Some(p) = conn.pending.as_mut() {
-        p.project = project;
-    } else if let Some(p) = project {
-        // `?project_id=` was checked against the grants at the upgrade (403 if not granted).
-        conn.pending = Some(Box::new(Pending {
-            deadline: Instant::now(),
-            project: Some(p),
-        }));
+/// The connection's task. Not an `async fn`: its arguments would stay in the future for the
+/// connection's life next to the copies the body makes of them (the socket twice, the upgrade's
+/// `Start` besides the `Conn` made of it). The block below keeps the socket once, used in place.
+#[allow(clippy::manual_async_fn)] // on purpose, see above
+fn run(mut socket: WebSocket, start: Box<Start>) -> impl Future<Output = ()> {
+    async move {
+        let Start {
+            state,
+            slot,
+            admitted,
+            project,
+        } = *start;
+        let Admitted { identity, ip_slot } = admitted;
+        let (mut conn, follow) = Conn::open(state, identity, project).await;
+        // The welcome is written alone: tungstenite's write buffer keeps the capacity of the
+        // largest batch it held for the connection's life, and the welcome with the
+        // `subscribed` of `?project_id=` behind it would about double it.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, pump(&mut socket, &conn.outbox)).await;
+        // After the welcome: the hub queues its `subscribed` (with the position) behind it.
+        if let Some(p) = follow {
+            conn.follow(p, None, None);
+        }
+        let exit = conn.serve(&mut socket).await;
+        // Boxed: the closing path is large and only needed once, so it does not grow the state
+        // every idle connection carries.
+        Box::pin(conn.finish(exit, &mut socket)).await;
+        drop(slot);
+        drop(ip_slot);
     }
-    let mut follow = None;
-    if let Some(identity) = identity {
-        follow = conn.start_session(identity).await.ok().flatten();
-    }
-    let subs: Vec<String> = conn.subscriptions.iter().map(|s| s.to_string()).collect();
-    let id_text = id.to_string();
-    let limits = &conn.state.config.limits;
-    let session = conn.session.as_ref().map(|s| &s.identity);
-    conn.send(&Reply::Welcome {
-        connection_id: &id_text,
-        server_version: crate::VERSION,
-        subscriptions: &subs,
-        max_frame_bytes: limits.max_frame_bytes,
-        max_subscriptions: limits.max_subscriptions,
-        ping_interval_seconds: conn.state.config.keepalive.ping_interval.as_secs(),
-        user_id: session.map(|i| &*i.user_id),
-        expires_at: session.and_then(|i| i.expires_at),
-        auth_timeout_seconds: conn.state.config.auth.timeout.as_secs(),
-    });
-    drop(subs);
-    // After the welcome: the hub queues its `subscribed` (with the position) behind it.
-    if let Some(p) = follow {
-        conn.follow(p, None, None);
-    }
-    debug!(connection_id = %id, "connection opened");
-
-    // Not split: one task reads and writes, so the halves' lock would only add work per poll.
-    let mut socket = socket;
-    let exit = conn.serve(&mut socket).await;
-    // Boxed: the closing path is large and only needed once, so it does not grow the state
-    // every idle connection carries.
-    Box::pin(conn.finish(exit, &mut socket)).await;
-    drop(slot);
-    drop(ip_slot);
 }
 
 impl Conn {
+    /// The connection's state once upgraded: its outbox, its session when the upgrade
+    /// authenticated it (the hub then knows the user), and the welcome queued; with the
+    /// `?project_id=` to follow once the welcome is out.
+    async fn open(
+        state: AppState,
+        identity: Option<Identity>,
+        project: Option<String>,
+    ) -> (Self, Option<Arc<str>>) {
+        let id = Uuid::new_v4();
+        let outbox = Arc::new(Outbox::new(
+            state.config.limits.outbox_messages,
+            state.config.guard.outbox_bytes,
+        ));
+        let pending = identity.is_none().then(|| {
+            Box::new(Pending {
+                deadline: Instant::now() + state.config.auth.timeout,
+                project: None,
+            })
+        });
+        let mut conn = Conn {
+            id,
+            state,
+            outbox,
+            subscriptions: Vec::new(),
+            forwards: None,
+            inflight: 0,
+            session: None,
+            pending,
+            rate: None,
+        };
+        if let Some(p) = conn.pending.as_mut() {
+            p.project = project;
+        } else if let Some(p) = project {
+            // `?project_id=` was checked against the grants at the upgrade (403 if not granted).
+            conn.pending = Some(Box::new(Pending {
+                deadline: Instant::now(),
+                project: Some(p),
+            }));
+        }
+        let mut follow = None;
+        if let Some(identity) = identity {
+            follow = conn.start_session(identity).await.ok().flatten();
+        }
+        let subs: Vec<String> = conn.subscriptions.iter().map(|s| s.to_string()).collect();
+        let id_text = id.to_string();
+        let limits = &conn.state.config.limits;
+        let session = conn.session.as_ref().map(|s| &s.identity);
+        conn.send(&Reply::Welcome {
+            connection_id: &id_text,
+            server_version: crate::VERSION,
+            subscriptions: &subs,
+            max_frame_bytes: limits.max_frame_bytes,
+            max_subscriptions: limits.max_subscriptions,
+            ping_interval_seconds: conn.state.config.keepalive.ping_interval.as_secs(),
+            user_id: session.map(|i| &*i.user_id),
+            expires_at: session.and_then(|i| i.expires_at),
+            auth_timeout_seconds: conn.state.config.auth.timeout.as_secs(),
+        });
+        drop(subs);
+        debug!(connection_id = %id, "connection opened");
+        (conn, follow)
+    }
+
     /// Queues a reply. A client whose queue is full is closed by the loop (overflow signal).
     /// A reply larger than the outbox's byte bound becomes a `reply_too_large` error instead of
     /// overflowing the outbox (which would close the connection as slow).
@@ -324,9 +340,8 @@ impl Conn {
     /// overflow, the outbox, forwards, the socket, the keepalive timer) and writes the outbox
     /// as soon as something is queued, so a reply or an update costs one pass, not several.
     async fn serve(&mut self, socket: &mut WebSocket) -> Exit {
-        let keepalive = self.state.config.keepalive.clone();
-        let max_inflight = self.state.config.limits.max_inflight_forwards;
-        let write_timeout = self.state.config.guard.write_timeout;
+        // Settings are read from the configuration where used, not copied: every copy kept
+        // across an await is a few bytes more in each connection's task.
         let mut drain = self.state.drain.watch();
         let outbox = self.outbox.clone();
         // The welcome is queued (own replies wake nobody; the loop writes after each event).
@@ -335,20 +350,28 @@ impl Conn {
         let mut ping_sent: Option<Instant> = None;
         // Since when the socket has refused to take more (the client is not reading).
         let mut stalled_since: Option<Instant> = None;
-        let mut keepalive_at = last_heard + keepalive.ping_interval;
+        let mut keepalive_at = last_heard + self.state.config.keepalive.ping_interval;
         let mut timer = pin!(tokio::time::sleep_until(
             keepalive_at.min(self.next_deadline())
         ));
         // Created once and kept registered, rather than once per pass of the loop.
-        let window = self.state.config.drain_window;
-        let mut draining = pin!(crate::shutdown::turn_to_close(&mut drain, window));
+        let mut draining = pin!(crate::shutdown::draining(&mut drain));
+        // Once the drain began: this connection's turn to close, waited for by `timer` rather
+        // than by a second timer of its own (see `shutdown::turn_to_close`).
+        let mut close_at: Option<Instant> = None;
         let mut overflowed = pin!(outbox.overflowed_signal());
         let mut ready = pin!(outbox.ready());
 
         loop {
             let event = std::future::poll_fn(|cx| {
-                if draining.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Event::Exit(Exit::Draining));
+                match close_at {
+                    None if draining.as_mut().poll(cx).is_ready() => {
+                        return Poll::Ready(Event::Drain);
+                    }
+                    Some(at) if Instant::now() >= at => {
+                        return Poll::Ready(Event::Exit(Exit::Draining));
+                    }
+                    _ => {}
                 }
                 if overflowed.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Event::Exit(Exit::TooSlow));
@@ -367,7 +390,7 @@ impl Conn {
                                 if stalled_since.is_none() {
                                     let now = Instant::now();
                                     stalled_since = Some(now);
-                                    let at = now + write_timeout;
+                                    let at = now + self.state.config.guard.write_timeout;
                                     if at < timer.deadline() {
                                         timer.as_mut().reset(at);
                                     }
@@ -389,7 +412,7 @@ impl Conn {
                 {
                     return Poll::Ready(Event::Forwarded(done));
                 }
-                if self.inflight < max_inflight
+                if self.inflight < self.state.config.limits.max_inflight_forwards
                     && let Poll::Ready(msg) = socket.poll_next_unpin(cx)
                 {
                     return Poll::Ready(Event::Read(msg));
@@ -402,6 +425,13 @@ impl Conn {
             .await;
             match event {
                 Event::Exit(exit) => return exit,
+                Event::Drain => {
+                    let at = crate::shutdown::turn_to_close(self.state.config.drain_window);
+                    if at <= Instant::now() {
+                        return Exit::Draining;
+                    }
+                    close_at = Some(at);
+                }
                 Event::Forwarded(done) => {
                     self.inflight -= 1;
                     self.reply_forward(done);
@@ -430,6 +460,10 @@ impl Conn {
                 }
                 Event::Timer => {
                     let now = Instant::now();
+                    if close_at.is_some_and(|t| now >= t) {
+                        return Exit::Draining;
+                    }
+                    let write_timeout = self.state.config.guard.write_timeout;
                     if stalled_since.is_some_and(|t| now >= t + write_timeout) {
                         return Exit::Stalled;
                     }
@@ -444,16 +478,18 @@ impl Conn {
                             }
                             ping_sent = None;
                         }
+                        let keepalive = &self.state.config.keepalive;
                         let quiet_until = last_heard + keepalive.ping_interval;
                         if now >= quiet_until {
                             let ping = socket.send(Message::Ping(bytes::Bytes::new()));
                             // Boxed for the same reason as the closing path.
-                            let ping = Box::pin(tokio::time::timeout(keepalive.pong_timeout, ping));
+                            let pong_timeout = keepalive.pong_timeout;
+                            let ping = Box::pin(tokio::time::timeout(pong_timeout, ping));
                             if !matches!(ping.await, Ok(Ok(()))) {
                                 return Exit::KeepaliveTimeout;
                             }
                             ping_sent = Some(now);
-                            keepalive_at = now + keepalive.pong_timeout;
+                            keepalive_at = now + pong_timeout;
                         } else {
                             keepalive_at = quiet_until;
                         }
@@ -465,424 +501,13 @@ impl Conn {
                     timer.as_mut().reset(next);
                 }
             }
-            // A new session moves the deadlines (authentication, refresh).
-            let next = self.next_deadline();
+            // A new session moves the deadlines (authentication, refresh); a drain adds one.
+            let mut next = self.next_deadline();
+            if let Some(t) = close_at {
+                next = next.min(t);
+            }
             if next < timer.deadline() {
                 timer.as_mut().reset(next);
-            }
-        }
-    }
-
-    /// The earliest of the authentication deadline, the expiry warning and the expiry.
-    fn next_deadline(&self) -> Instant {
-        let now = Instant::now();
-        match (&self.session, &self.pending) {
-            (None, Some(p)) => p.deadline,
-            (Some(s), _) => match s.identity.expires_at {
-                Some(exp) => {
-                    let left = until_unix(exp);
-                    if s.warned {
-                        now + left
-                    } else {
-                        now + left.saturating_sub(self.state.config.auth.expiry_warning)
-                    }
-                }
-                None => now + Duration::from_secs(86_400 * 365),
-            },
-            (None, None) => now,
-        }
-    }
-
-    /// Closes an unauthenticated connection past its deadline and an expired session; warns
-    /// shortly before the expiry.
-    fn check_deadlines(&mut self, now: Instant) -> Option<Exit> {
-        let warning = self.state.config.auth.expiry_warning;
-        let Some(session) = &mut self.session else {
-            let late = self.pending.as_ref().is_none_or(|p| now >= p.deadline);
-            return late.then_some(Exit::AuthTimeout);
-        };
-        let exp = session.identity.expires_at?;
-        let left = until_unix(exp);
-        if left.is_zero() {
-            return Some(Exit::TokenExpired);
-        }
-        if !session.warned && left <= warning {
-            session.warned = true;
-            self.send(&Reply::TokenExpiring {
-                expires_at: exp,
-                seconds_left: left.as_secs(),
-            });
-        }
-        None
-    }
-
-    /// Starts (or, on refresh, replaces) the session: the hub learns the user, and the
-    /// subscriptions follow the grants.
-    ///
-    /// Returns the `?project_id=` to hand the hub once the reply that reports the session is
-    /// queued (its `subscribed` follows that reply), or the refusal of one the token does not
-    /// grant, to be sent after that reply.
-    async fn start_session(
-        &mut self,
-        identity: Identity,
-    ) -> Result<Option<Arc<str>>, RequestError> {
-        let hub = &self.state.hub;
-        match self.session.take() {
-            None => hub.join(self.id, self.outbox.clone()),
-            Some(old) if old.identity.user_id != identity.user_id => {
-                hub.leave_user(&old.identity.user_id, self.id);
-            }
-            Some(_) => {}
-        }
-        let user_ready = hub.join_user(&identity.user_id, self.id, &self.outbox);
-        // Subscriptions the new grants do not cover end now.
-        let grants = identity.grants.clone();
-        self.subscriptions.retain(|p| {
-            let keep = grants.project(p);
-            if !keep {
-                hub.unsubscribe(p, self.id);
-            }
-            keep
-        });
-        self.session = Some(Session {
-            identity,
-            warned: false,
-        });
-        // With the broker, the user's channel is subscribed before the client hears it is
-        // authenticated, so a publish for the user after that reply reaches it. Bounded, in
-        // case the broker stops answering right then (the hub does not wait while it is down).
-        let _ = tokio::time::timeout(crate::broker::BROKER_TIMEOUT, user_ready).await;
-        let Some(p) = self.pending.take().and_then(|p| p.project) else {
-            return Ok(None);
-        };
-        if grants.project(&p) {
-            let p: Arc<str> = Arc::from(p);
-            self.subscriptions.push(p.clone());
-            return Ok(Some(p));
-        }
-        incr(&self.state.metrics.forbidden);
-        Err(RequestError::new(
-            ErrorCode::Forbidden,
-            "the token does not grant the project_id of the connect URL; not subscribed",
-        ))
-    }
-
-    /// Checks an `authenticate` or `refresh` token. `Err` closes the connection (a failed
-    /// `authenticate`); a failed `refresh` only gets its error reply and changes nothing.
-    async fn check_token(&mut self, check: TokenCheck) -> Result<(), Exit> {
-        let rid = check.request_id.as_deref();
-        match (&self.session, check.refresh) {
-            (Some(_), false) if !self.state.auth.is_disabled() => {
-                self.send_error(
-                    rid,
-                    &RequestError::new(
-                        ErrorCode::AlreadyAuthenticated,
-                        "this connection is already authenticated; send refresh with a new token",
-                    ),
-                );
-                return Ok(());
-            }
-            (None, true) => {
-                self.send_error(
-                    rid,
-                    &RequestError::new(
-                        ErrorCode::Unauthenticated,
-                        "nothing to refresh: authenticate first",
-                    ),
-                );
-                return Ok(());
-            }
-            _ => {}
-        }
-        let result = self.state.auth.verify(&check.token).await;
-        let result = match (&self.session, result) {
-            (Some(s), Ok(new)) if check.refresh && s.identity.user_id != new.user_id => {
-                Err(crate::auth::TokenError::Invalid(format!(
-                    "a refresh must be for the same user: this connection is {:?}",
-                    crate::protocol::short(&s.identity.user_id)
-                )))
-            }
-            (_, r) => r,
-        };
-        match result {
-            Ok(identity) => {
-                let pending = self.start_session(identity).await;
-                let Some(session) = &self.session else {
-                    return Ok(());
-                };
-                let i = &session.identity;
-                let info = SessionInfo {
-                    user_id: &i.user_id,
-                    expires_at: i.expires_at,
-                    projects: i.grants.projects_list(),
-                    queues: i.grants.queues_list(),
-                    subscriptions: self.subscriptions.iter().map(|s| &**s).collect(),
-                };
-                self.send(&if check.refresh {
-                    Reply::Refreshed {
-                        request_id: rid,
-                        session: info,
-                    }
-                } else {
-                    Reply::Authenticated {
-                        request_id: rid,
-                        session: info,
-                    }
-                });
-                match pending {
-                    Ok(Some(p)) => self.follow(p, None, None),
-                    Ok(None) => {}
-                    Err(e) => self.send_error(None, &e),
-                }
-                Ok(())
-            }
-            Err(e) => {
-                incr(&self.state.metrics.auth_failures);
-                self.send_error(rid, &e.to_request_error());
-                if check.refresh {
-                    Ok(())
-                } else {
-                    Err(Exit::AuthFailed(e.message()))
-                }
-            }
-        }
-    }
-
-    fn handle(&mut self, msg: Message) -> Step {
-        let text = match msg {
-            Message::Text(t) => t,
-            Message::Binary(_) => {
-                incr(&self.state.metrics.messages_received);
-                if let Some(step) = self.over_rate(None) {
-                    return step;
-                }
-                self.send_error(
-                    None,
-                    &RequestError::new(
-                        ErrorCode::BinaryNotSupported,
-                        "binary frames are not supported; send JSON as a text frame",
-                    ),
-                );
-                return Step::Done;
-            }
-            // Pings are answered by the WebSocket layer; pongs only prove liveness.
-            _ => return Step::Done,
-        };
-        incr(&self.state.metrics.messages_received);
-        let max = self.state.config.limits.max_frame_bytes;
-        if text.len() > max {
-            if let Some(step) = self.over_rate(None) {
-                return step;
-            }
-            self.send_error(
-                None,
-                &RequestError::new(
-                    ErrorCode::FrameTooLarge,
-                    format!(
-                        "frame of {} bytes is over the limit of {max} bytes",
-                        text.len()
-                    ),
-                ),
-            );
-            return Step::Done;
-        }
-        let parsed = parse_request(&text);
-        let rid = parsed.request_id.as_deref();
-        if let Some(step) = self.over_rate(rid) {
-            return step;
-        }
-        let action = match parsed.action {
-            Err(e) => {
-                self.send_error(rid, &e);
-                return Step::Done;
-            }
-            Ok(Action::Authenticate { token, refresh }) => {
-                return Step::Check(TokenCheck {
-                    token,
-                    refresh,
-                    request_id: parsed.request_id,
-                });
-            }
-            Ok(a) => a,
-        };
-        let Some(session) = &self.session else {
-            self.send_error(
-                rid,
-                &RequestError::new(
-                    ErrorCode::Unauthenticated,
-                    "authenticate first: {\"action\":\"authenticate\",\"token\":\"<jwt>\"}",
-                ),
-            );
-            return Step::Done;
-        };
-        let grants = session.identity.grants.clone();
-        match action {
-            Action::Authenticate { .. } => {}
-            Action::Ping => self.send(&Reply::Pong {
-                request_id: rid,
-                timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            }),
-            Action::Subscribe { project_id, since } => {
-                if !grants.project(&project_id) {
-                    self.forbidden(rid, "the token does not grant this project");
-                } else {
-                    self.subscribe(rid, project_id, since);
-                }
-            }
-            Action::Unsubscribe { project_id } => {
-                if let Some(i) = self.subscriptions.iter().position(|s| **s == *project_id) {
-                    self.subscriptions.swap_remove(i);
-                    self.state.hub.unsubscribe(&project_id, self.id);
-                }
-                self.send(&Reply::Unsubscribed {
-                    request_id: rid,
-                    project_id: &project_id,
-                });
-            }
-            Action::Forward {
-                queue,
-                project_id,
-                data,
-            } => {
-                if !grants.queue(queue) {
-                    self.forbidden(rid, "the token does not grant this queue");
-                    return Step::Done;
-                }
-                if let Some(p) = &project_id
-                    && !grants.project(p)
-                {
-                    self.forbidden(rid, "the token does not grant this project");
-                    return Step::Done;
-                }
-                let f = Forward {
-                    queue,
-                    project_id,
-                    data,
-                    connection_id: self.id.to_string(),
-                    user_id: session.identity.user_id.to_string(),
-                    request_id: parsed.request_id,
-                };
-                let state = self.state.clone();
-                self.inflight += 1;
-                self.forwards
-                    .get_or_insert_with(JoinSet::new)
-                    .spawn(async move {
-                        let result = state.forwarder.send(&f).await;
-                        (f.queue, f.request_id, result)
-                    });
-            }
-        }
-        Step::Done
-    }
-
-    /// `Some` when the request must not be processed: over the rate (answered
-    /// `rate_limited`) or abusive (the connection is closed).
-    fn over_rate(&mut self, rid: Option<&RawValue>) -> Option<Step> {
-        let guard = &self.state.config.guard;
-        let rate = self
-            .rate
-            .get_or_insert_with(|| Box::new(RequestRate::new(guard)));
-        match rate.check() {
-            Verdict::Allowed => None,
-            Verdict::Refused => {
-                incr(&self.state.metrics.rate_limited);
-                let g = &self.state.config.guard;
-                self.send(&Reply::Error {
-                    request_id: rid,
-                    code: ErrorCode::RateLimited,
-                    message: &format!(
-                        "over {} requests a second (burst {}); this request was not processed, slow down and send it again",
-                        g.rate_per_second, g.rate_burst
-                    ),
-                });
-                Some(Step::Done)
-            }
-            Verdict::Abusive => {
-                incr(&self.state.metrics.rate_limited);
-                Some(Step::Exit(Exit::RateAbuse))
-            }
-        }
-    }
-
-    fn forbidden(&self, rid: Option<&RawValue>, why: &str) {
-        incr(&self.state.metrics.forbidden);
-        self.send(&Reply::Error {
-            request_id: rid,
-            code: ErrorCode::Forbidden,
-            message: why,
-        });
-    }
-
-    fn subscribe(&mut self, rid: Option<&RawValue>, project_id: String, since: Option<Since>) {
-        let known = self
-            .subscriptions
-            .iter()
-            .find(|s| ***s == *project_id)
-            .cloned();
-        let p = match known {
-            Some(p) => p,
-            None => {
-                let max = self.state.config.limits.max_subscriptions;
-                if self.subscriptions.len() >= max {
-                    return self.send_error(
-                        rid,
-                        &RequestError::new(
-                            ErrorCode::TooManySubscriptions,
-                            format!("a connection may follow at most {max} projects; unsubscribe from one first"),
-                        ),
-                    );
-                }
-                Arc::from(project_id.as_str())
-            }
-        };
-        self.follow(p, since, rid.map(|r| r.to_owned()));
-    }
-
-    /// Hands the subscription to the hub, which answers `subscribed` (maybe after reading the
-    /// broker) followed by the replay after `since`.
-    fn follow(&mut self, p: Arc<str>, since: Option<Since>, request_id: Option<Box<RawValue>>) {
-        if !self.subscriptions.contains(&p) {
-            self.subscriptions.push(p.clone());
-        }
-        self.state.hub.subscribe(SubscribeRequest {
-            project: p,
-            id: self.id,
-            outbox: self.outbox.clone(),
-            since,
-            request_id,
-        });
-    }
-
-    fn reply_forward(&self, done: Result<ForwardResult, tokio::task::JoinError>) {
-        let m = &self.state.metrics;
-        match done {
-            Ok((queue, rid, Ok(message_id))) => {
-                incr(&m.forwards_succeeded);
-                self.send(&Reply::Forwarded {
-                    request_id: rid.as_deref(),
-                    queue,
-                    message_id: &message_id,
-                });
-            }
-            Ok((_, rid, Err(e))) => {
-                incr(&m.forwards_failed);
-                self.send(&Reply::Error {
-                    request_id: rid.as_deref(),
-                    code: e.code,
-                    message: &e.message,
-                });
-            }
-            Err(e) => {
-                incr(&m.forwards_failed);
-                let e = RequestError::new(
-                    ErrorCode::QueueError,
-                    format!("forward did not finish: {e}"),
-                );
-                self.send(&Reply::Error {
-                    request_id: None,
-                    code: e.code,
-                    message: &e.message,
-                });
             }
         }
     }
@@ -1044,14 +669,6 @@ fn close_reason(prefix: &str, why: &str) -> String {
     }
     r.truncate(end);
     r
-}
-
-/// Time left until the unix time `at` (zero once it has passed).
-fn until_unix(at: u64) -> Duration {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Duration::from_secs(at).saturating_sub(now)
 }
 
 fn read_error(e: axum::Error) -> Exit {

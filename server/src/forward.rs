@@ -14,22 +14,28 @@ use crate::config::QueueUrls;
 use crate::protocol::{ErrorCode, QueueKind, RequestError};
 
 /// Every AWS action the server's code calls, the task role's whole grant (templates/ecs.yaml;
-/// `tests/task_role.rs` compares the two both ways). A new call goes here with the code.
+/// `tests/it/task_role.rs` compares the two both ways). A new call goes here with the code.
 pub const AWS_ACTIONS: &[&str] = &["sqs:SendMessage"];
 
 /// One message to send.
 #[derive(Debug)]
 pub struct Forward {
+    /// The agent queue it goes to.
     pub queue: QueueKind,
+    /// The project it is about, as a message attribute.
     pub project_id: Option<String>,
+    /// The body of the SQS message, byte for byte.
     pub data: Box<RawValue>,
+    /// The connection that sent it, as a message attribute.
     pub connection_id: String,
     /// The sender's authenticated `sub`, so an agent knows who asked.
     pub user_id: String,
+    /// The client's `request_id`, echoed in the reply.
     pub request_id: Option<Box<RawValue>>,
 }
 
 #[derive(Clone, Debug)]
+/// Sends forwards to SQS, one client shared by every connection.
 pub struct Forwarder {
     client: aws_sdk_sqs::Client,
     queues: QueueUrls,
@@ -63,8 +69,8 @@ impl Forwarder {
             return Err(RequestError::new(
                 ErrorCode::QueueNotConfigured,
                 format!(
-                    "queue \"{queue}\" is not configured on this server (SQS_QUEUE_URL_{} is unset)",
-                    queue.as_str().to_ascii_uppercase()
+                    "queue \"{queue}\" is not configured on this server ({} is unset)",
+                    queue.url_variable()
                 ),
             ));
         };

@@ -13,7 +13,7 @@
 //! the broker has one pub/sub channel per user with local connections), or every connection.
 //! Updates to a user or to everyone are live-only (no position, no history).
 
-pub mod registry;
+pub(crate) mod registry;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,11 +27,13 @@ use crate::outbox::Outbox;
 use crate::protocol::{Reply, Since, positioned};
 pub use registry::{Delivery, Outcome, Registry, Update};
 
+/// A connection's id (its `connection_id`).
 pub type ConnId = Uuid;
 
 /// Who a publish is for.
 #[derive(Debug, Clone, Copy)]
 pub enum Target<'a> {
+    /// Every connection subscribed to this project.
     Project(&'a str),
     /// Every connection authenticated as this user (`POST /publish` with `user_id`);
     /// live-only.
@@ -41,6 +43,7 @@ pub enum Target<'a> {
 }
 
 impl<'a> Target<'a> {
+    /// The project, if it is for one.
     pub fn project(self) -> Option<&'a str> {
         match self {
             Target::Project(p) => Some(p),
@@ -66,8 +69,10 @@ pub type UserReady = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// A project's position: what the update frames and `subscribed` replies carry.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Position {
+    /// The update's offset in its project.
     pub offset: u64,
     #[serde(serialize_with = "as_str")]
+    /// The project's epoch (a new one when its history was lost).
     pub epoch: Arc<str>,
 }
 
@@ -79,6 +84,7 @@ fn as_str<S: serde::Serializer>(v: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Published {
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    /// Where the update landed in its project; `None` when it has no position.
     pub position: Option<Position>,
     /// The `Idempotency-Key` was seen: this is the first publish's answer, nothing was sent.
     pub duplicate: bool,
@@ -88,16 +94,22 @@ pub struct Published {
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why a publish was not done.
 pub enum PublishError {
     #[error("the broker is unavailable: {0}")]
+    /// The broker cannot be reached; the publish may be retried.
     BrokerUnavailable(String),
 }
 
 /// A connection starting to follow a project (a `subscribe`, or `?project_id=` on connect).
 pub struct SubscribeRequest {
+    /// The project to follow.
     pub project: Arc<str>,
+    /// The connection that follows it.
     pub id: ConnId,
+    /// Where its `subscribed` and updates are queued.
     pub outbox: Arc<Outbox>,
+    /// Its last position, to replay what it missed.
     pub since: Option<Since>,
     /// Echoed in the `subscribed` reply; `None` for `?project_id=`.
     pub request_id: Option<Box<RawValue>>,
@@ -106,20 +118,19 @@ pub struct SubscribeRequest {
 /// The broker's state, for `/health`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BrokerStatus {
+    /// `local` (one task) or `redis`.
     pub mode: &'static str,
+    /// `up` or `down`.
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// How long the broker has been unreachable.
     pub down_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The broker's last error.
     pub error: Option<String>,
 }
 
-impl BrokerStatus {
-    pub fn is_up(&self) -> bool {
-        self.state == "up"
-    }
-}
-
+/// What a publish returns when it is done (or refused).
 pub type PublishFuture = Pin<Box<dyn Future<Output = Result<Published, PublishError>> + Send>>;
 
 /// The fan-out component. Everything but `publish` is local bookkeeping that never blocks; a
@@ -133,6 +144,7 @@ pub trait Hub: Send + Sync + 'static {
     /// Follows a project: queues `subscribed` (with the position), the replay after
     /// `since`, then live updates.
     fn subscribe(&self, req: SubscribeRequest);
+    /// Stops delivering `project` to `id`.
     fn unsubscribe(&self, project: &str, id: ConnId);
     /// A connection authenticated as `user`: it receives that user's updates.
     fn join_user(&self, user: &Arc<str>, id: ConnId, outbox: &Arc<Outbox>) -> UserReady;
@@ -145,6 +157,7 @@ pub trait Hub: Send + Sync + 'static {
         data: &RawValue,
         idempotency_key: Option<&str>,
     ) -> PublishFuture;
+    /// The broker's state, for `/health`.
     fn status(&self) -> BrokerStatus;
 }
 
@@ -183,6 +196,7 @@ impl Default for LocalHub {
 }
 
 impl LocalHub {
+    /// A hub for one task, with no broker.
     pub fn new() -> Self {
         Self {
             registry: Registry::default(),
@@ -192,6 +206,7 @@ impl LocalHub {
         }
     }
 
+    /// Connections known to the hub.
     pub fn connection_count(&self) -> usize {
         self.registry.connection_count()
     }

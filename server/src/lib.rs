@@ -7,6 +7,8 @@
 //! [`forward`] (SQS), [`publish`], [`health`],
 //! [`shutdown`] (drain), [`metrics`] and [`logging`]. `main.rs` only wires them together.
 
+#![warn(missing_docs)]
+
 pub mod admission;
 pub mod auth;
 pub mod broker;
@@ -40,15 +42,22 @@ use crate::hub::{Hub, LocalHub};
 use crate::metrics::Metrics;
 use crate::shutdown::Drain;
 
+/// The server's version, reported in `welcome` and `/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Everything the handlers share.
 pub struct Shared {
+    /// The configuration read at start.
     pub config: Config,
+    /// Delivers updates: the in-process hub, or the broker across tasks.
     pub hub: Arc<dyn Hub>,
+    /// Sends forwards to SQS.
     pub forwarder: Forwarder,
+    /// Counters for the EMF metrics.
     pub metrics: Arc<Metrics>,
+    /// The drain: when it began, and the open connections' slots.
     pub drain: Arc<Drain>,
+    /// When the server started (for `/health`'s uptime).
     pub started: Instant,
     /// Checks tokens (see [`auth`]).
     pub auth: auth::Authenticator,
@@ -59,6 +68,7 @@ pub struct Shared {
 }
 
 #[derive(Clone)]
+/// What every handler gets: [`Shared`], behind one reference count.
 pub struct AppState(Arc<Shared>);
 
 impl Deref for AppState {
@@ -86,10 +96,6 @@ impl AppState {
             },
         };
         Self::with_parts(config, hub, forwarder, metrics)
-    }
-
-    pub fn with_hub(config: Config, hub: Arc<dyn Hub>, forwarder: Forwarder) -> Self {
-        Self::with_parts(config, hub, forwarder, Arc::new(Metrics::default()))
     }
 
     fn with_parts(

@@ -30,6 +30,7 @@ pub struct GuardConfig {
     pub allowed_origins: Option<Vec<String>>,
     /// `WS_RATE_PER_SECOND` and `WS_RATE_BURST`.
     pub rate_per_second: u32,
+    /// Requests a connection may send at once above the rate.
     pub rate_burst: u32,
     /// `WS_OUTBOX_BYTES`: bytes queued for one client before it is closed as too slow.
     pub outbox_bytes: usize,
@@ -146,11 +147,6 @@ impl PerIp {
             ip,
         })
     }
-
-    pub fn open_for(&self, ip: IpAddr) -> usize {
-        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.get(&ip).copied().unwrap_or(0)
-    }
 }
 
 impl Drop for IpSlot {
@@ -171,6 +167,7 @@ type Bucket =
 /// What the rate limit says about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// Under the rate: process it.
     Allowed,
     /// Over the rate: answer `rate_limited`, do not process.
     Refused,
@@ -186,6 +183,7 @@ pub struct RequestRate {
 }
 
 impl RequestRate {
+    /// A fresh bucket at `WS_RATE_PER_SECOND`, burst `WS_RATE_BURST`.
     pub fn new(g: &GuardConfig) -> Self {
         let nz = |n: u32| NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN);
         let requests = Quota::per_second(nz(g.rate_per_second)).allow_burst(nz(g.rate_burst));
@@ -200,6 +198,7 @@ impl RequestRate {
         }
     }
 
+    /// Takes one request from the bucket.
     pub fn check(&self) -> Verdict {
         if self.requests.check().is_ok() {
             Verdict::Allowed

@@ -6,6 +6,7 @@
 
 use tracing_subscriber::EnvFilter;
 
+/// JSON logs to stdout (CloudWatch reads them), level from `RUST_LOG`, default `info`.
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use server::protocol::QueueKind;
 use server::{AppState, config::Config, logging, metrics, shutdown};
 
 #[tokio::main]
@@ -27,16 +28,7 @@ async fn main() -> ExitCode {
         }
     };
     let sdk = server::sdk_config(&config).await;
-    let queues: Vec<&str> = [
-        ("pm", &config.queues.pm),
-        ("dev", &config.queues.dev),
-        ("qa", &config.queues.qa),
-        ("ops", &config.queues.ops),
-    ]
-    .iter()
-    .filter(|(_, url)| url.is_some())
-    .map(|(name, _)| *name)
-    .collect();
+    let queues: Vec<&str> = config.queues.configured().map(QueueKind::as_str).collect();
     tracing::info!(
         address = %listener.local_addr().unwrap_or(addr),
         version = server::VERSION,
@@ -47,7 +39,7 @@ async fn main() -> ExitCode {
         max_connections = config.limits.max_connections,
         "ws-server listening"
     );
-    if queues.len() < 4 {
+    if queues.len() < QueueKind::ALL.len() {
         tracing::warn!(configured = ?queues, "some SQS queues are not configured; forwards to them get queue_not_configured");
     }
     let environment = config.environment.clone();

@@ -9,31 +9,50 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+/// The CloudWatch namespace of the EMF metrics.
 pub const NAMESPACE: &str = "AgenticAI/WebSocket";
 
 #[derive(Debug, Default)]
+/// The server's counters, written as one EMF log line per interval.
 pub struct Metrics {
+    /// Connections open now (a gauge).
     pub open_connections: AtomicUsize,
+    /// Connections opened since the last line.
     pub connections_opened: AtomicU64,
+    /// Upgrades refused, for any reason.
     pub connections_refused: AtomicU64,
+    /// Frames received from clients.
     pub messages_received: AtomicU64,
+    /// Updates queued to clients.
     pub updates_delivered: AtomicU64,
+    /// Requests answered with an error.
     pub invalid_requests: AtomicU64,
+    /// Forwards SQS accepted.
     pub forwards_succeeded: AtomicU64,
+    /// Forwards that failed.
     pub forwards_failed: AtomicU64,
+    /// Clients closed because they fell behind or stopped reading.
     pub slow_clients_closed: AtomicU64,
+    /// Clients closed because they stopped answering pings.
     pub keepalive_timeouts: AtomicU64,
+    /// Tokens refused and authentication timeouts.
     pub auth_failures: AtomicU64,
+    /// Requests the token does not grant.
     pub forbidden: AtomicU64,
+    /// Requests over the rate.
     pub rate_limited: AtomicU64,
+    /// Upgrades refused by the per-IP limit.
     pub refused_per_ip: AtomicU64,
+    /// Upgrades refused for their `Origin`.
     pub origins_refused: AtomicU64,
 }
 
+/// Adds one to a counter.
 pub fn incr(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Adds `n` to a counter.
 pub fn add(c: &AtomicU64, n: u64) {
     if n > 0 {
         c.fetch_add(n, Ordering::Relaxed);
@@ -41,6 +60,7 @@ pub fn add(c: &AtomicU64, n: u64) {
 }
 
 impl Metrics {
+    /// Connections open now.
     pub fn open(&self) -> usize {
         self.open_connections.load(Ordering::Relaxed)
     }
@@ -97,6 +117,7 @@ pub async fn emit_every(metrics: std::sync::Arc<Metrics>, environment: String, i
     }
 }
 
+/// Writes one EMF line with the counters since the last one (and resets them).
 pub fn emit(metrics: &Metrics, environment: &str) {
     let line = metrics.emf_line(environment, chrono::Utc::now().timestamp_millis());
     println!("{line}");

@@ -12,6 +12,7 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::Notify;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a frame was not queued.
 pub enum PushError {
     /// The client fell behind; this push marked it for closing.
     Full,
@@ -40,6 +41,7 @@ struct Inner {
 }
 
 #[derive(Debug)]
+/// What waits to be written to one client: bounded in frames and bytes.
 pub struct Outbox {
     inner: Mutex<Inner>,
     capacity: usize,
@@ -53,6 +55,7 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// An outbox of at most `capacity` frames and `max_bytes` bytes.
     pub fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
             inner: Mutex::new(Inner {
@@ -137,6 +140,7 @@ impl Outbox {
         Ok(())
     }
 
+    /// The next frame to write, if any.
     pub fn pop(&self) -> Option<Utf8Bytes> {
         let mut inner = self.lock();
         let frame = inner.queue.pop_front();
@@ -152,10 +156,12 @@ impl Outbox {
         frame
     }
 
+    /// Whether nothing waits to be written.
     pub fn is_empty(&self) -> bool {
         self.lock().queue.is_empty()
     }
 
+    /// Whether a push found it full (the client is then closed as too slow).
     pub fn overflowed(&self) -> bool {
         self.lock().state == State::Overflowed
     }
@@ -170,6 +176,7 @@ impl Outbox {
         inner.bytes = 0;
     }
 
+    /// The byte bound (`WS_OUTBOX_BYTES`).
     pub fn max_bytes(&self) -> usize {
         self.max_bytes
     }

@@ -17,28 +17,48 @@ pub const MAX_REQUEST_ID_BYTES: usize = 256;
 /// The stable error codes. Clients match on these strings; never rename one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
+    /// The frame is not JSON.
     InvalidJson,
+    /// The frame is JSON but not an object.
     NotAnObject,
+    /// A required field is missing.
     MissingField,
+    /// A field has the wrong type or value.
     InvalidField,
+    /// `action` is none of the known ones.
     UnknownAction,
+    /// `type` names no agent queue.
     UnknownQueue,
+    /// A binary frame: only text is read.
     BinaryNotSupported,
+    /// The frame is over `WS_MAX_FRAME_BYTES`.
     FrameTooLarge,
+    /// The connection follows as many projects as it may.
     TooManySubscriptions,
+    /// The queue has no URL on this server.
     QueueNotConfigured,
+    /// SQS refused or did not answer.
     QueueError,
+    /// The request needs a session: authenticate first.
     Unauthenticated,
+    /// The token is refused.
     InvalidToken,
+    /// The token's `exp` has passed.
     TokenExpired,
+    /// `authenticate` on an authenticated connection (use `refresh`).
     AlreadyAuthenticated,
+    /// The token does not grant this.
     Forbidden,
+    /// Over the connection's request rate.
     RateLimited,
+    /// The reply would be over `WS_OUTBOX_BYTES`.
     ReplyTooLarge,
+    /// `since` is not a position.
     InvalidSince,
 }
 
 impl ErrorCode {
+    /// Every code, so a test can check that no two share a name.
     pub const ALL: [ErrorCode; 19] = [
         ErrorCode::InvalidJson,
         ErrorCode::NotAnObject,
@@ -61,6 +81,7 @@ impl ErrorCode {
         ErrorCode::InvalidSince,
     ];
 
+    /// The code as clients match it.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidJson => "invalid_json",
@@ -95,11 +116,14 @@ impl Serialize for ErrorCode {
 /// A request the server refuses, with what to tell the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestError {
+    /// The stable code.
     pub code: ErrorCode,
+    /// What was wrong and what to do.
     pub message: String,
 }
 
 impl RequestError {
+    /// A refusal with `code` and `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
@@ -111,23 +135,43 @@ impl RequestError {
 /// The four agent queues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum QueueKind {
+    /// The project manager agent.
     Pm,
+    /// The developer agent.
     Dev,
+    /// The QA agent.
     Qa,
+    /// The operations agent.
     Ops,
 }
 
 impl QueueKind {
+    /// Every queue, in the order they are listed (configuration, logs, error messages).
+    pub const ALL: [QueueKind; 4] = [QueueKind::Pm, QueueKind::Dev, QueueKind::Qa, QueueKind::Ops];
+
+    /// The queue a client names in `type` (`pm`, `dev`, `qa`, `ops`).
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "pm" => Some(QueueKind::Pm),
-            "dev" => Some(QueueKind::Dev),
-            "qa" => Some(QueueKind::Qa),
-            "ops" => Some(QueueKind::Ops),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|q| q.as_str() == s)
     }
 
+    /// The names of [`QueueKind::ALL`] for a message: `pm, dev, qa or ops` (made once).
+    pub fn names() -> &'static str {
+        static NAMES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        NAMES.get_or_init(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|q| q.as_str()).collect();
+            match names.split_last() {
+                Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+                None => String::new(),
+            }
+        })
+    }
+
+    /// The environment variable of the queue's URL: `SQS_QUEUE_URL_DEV` for `dev`.
+    pub fn url_variable(self) -> String {
+        format!("SQS_QUEUE_URL_{}", self.as_str().to_ascii_uppercase())
+    }
+
+    /// The name on the wire, in grants and in `SQS_QUEUE_URL_*`.
     pub fn as_str(self) -> &'static str {
         match self {
             QueueKind::Pm => "pm",
@@ -149,20 +193,30 @@ impl fmt::Display for QueueKind {
 pub enum Action {
     /// `authenticate` (first) or `refresh` (later): a token to check.
     Authenticate {
+        /// The token to check.
         token: String,
+        /// `refresh` rather than `authenticate`.
         refresh: bool,
     },
+    /// `ping`: answered `pong`.
     Ping,
+    /// `subscribe`: follow a project.
     Subscribe {
+        /// The project to follow.
         project_id: String,
         /// The client's last position in the project, to replay what it missed.
         since: Option<Since>,
     },
+    /// `unsubscribe`: stop following a project.
     Unsubscribe {
+        /// The project to stop following.
         project_id: String,
     },
+    /// `forward`: send `data` to an agent queue.
     Forward {
+        /// The agent queue (`type`).
         queue: QueueKind,
+        /// The project, from the request or from `data`.
         project_id: Option<String>,
         /// The client's `data` object, exactly as sent.
         data: Box<RawValue>,
@@ -172,7 +226,9 @@ pub enum Action {
 /// A parsed frame: the action or why it was refused, and the `request_id` to echo either way.
 #[derive(Debug)]
 pub struct Parsed {
+    /// The client's `request_id`, to echo.
     pub request_id: Option<Box<RawValue>>,
+    /// The request, or why it is refused.
     pub action: Result<Action, RequestError>,
 }
 
@@ -277,14 +333,17 @@ fn parse_action(f: &Fields<'_>) -> Result<Action, RequestError> {
 }
 
 fn parse_forward(f: &Fields<'_>) -> Result<Action, RequestError> {
-    let kind = required_string("type", f.kind, "the queue: pm, dev, qa or ops")?;
+    let names = QueueKind::names();
+    let kind = string_field("type", f.kind)?.ok_or_else(|| {
+        RequestError::new(
+            ErrorCode::MissingField,
+            format!("missing field \"type\" (the queue: {names})"),
+        )
+    })?;
     let queue = QueueKind::parse(&kind).ok_or_else(|| {
         RequestError::new(
             ErrorCode::UnknownQueue,
-            format!(
-                "unknown queue type {:?}: expected pm, dev, qa or ops",
-                short(&kind)
-            ),
+            format!("unknown queue type {:?}: expected {names}", short(&kind)),
         )
     })?;
     let data = f.data.ok_or_else(|| {
@@ -327,7 +386,9 @@ fn parse_forward(f: &Fields<'_>) -> Result<Action, RequestError> {
 /// A position in a project's updates (see `docs/protocol.md`, Positions and recovery).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Since {
+    /// The offset of the last update the client has.
     pub offset: u64,
+    /// The epoch that offset belongs to.
     pub epoch: String,
 }
 
@@ -419,16 +480,9 @@ fn required_project_id(raw: Option<&RawValue>) -> Result<String, RequestError> {
 
 fn project_id_value(raw: Option<&RawValue>) -> Result<String, RequestError> {
     let p = string_field("project_id", raw)?.unwrap_or_default();
-    if valid_project_id(&p) {
-        Ok(p)
-    } else {
-        Err(RequestError::new(
-            ErrorCode::InvalidField,
-            format!(
-                "field \"project_id\" must be a non-empty string of at most {MAX_PROJECT_ID_BYTES} bytes without control characters"
-            ),
-        ))
-    }
+    check_id("field \"project_id\"", &p)
+        .map_err(|message| RequestError::new(ErrorCode::InvalidField, message))?;
+    Ok(p)
 }
 
 /// Longest piece of a client's input quoted in an error message, so an error reply is never
@@ -447,9 +501,21 @@ pub fn short(s: &str) -> std::borrow::Cow<'_, str> {
     format!("{}...", &s[..end]).into()
 }
 
-/// The rule for project ids, also used for `?project_id=` on connect and for `/publish`.
+/// The rule for ids: project ids (in requests, `?project_id=` on connect, `/publish`, the
+/// `projects` claim) and user ids (the `sub` claim, `/publish`'s `user_id`).
 pub fn valid_project_id(p: &str) -> bool {
     !p.is_empty() && p.len() <= MAX_PROJECT_ID_BYTES && !p.chars().any(char::is_control)
+}
+
+/// [`valid_project_id`], or the message that refuses `id` as `what` (e.g. `project_id`,
+/// `claim sub`), so every refusal states the same rule.
+pub fn check_id(what: &str, id: &str) -> Result<(), String> {
+    if valid_project_id(id) {
+        return Ok(());
+    }
+    Err(format!(
+        "{what} must be a non-empty string of at most {MAX_PROJECT_ID_BYTES} bytes without control characters"
+    ))
 }
 
 fn kind_of(raw: &RawValue) -> &'static str {
@@ -466,9 +532,12 @@ fn kind_of(raw: &RawValue) -> &'static str {
 // ---- replies ---------------------------------------------------------------------------------
 
 /// Every frame the server sends, serialized once to text.
+// The fields are the frame's, named as on the wire; docs/protocol.md describes each one.
+#[allow(missing_docs)]
 #[derive(Serialize, Debug)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Reply<'a> {
+    /// The first frame of every connection: its id and the server's limits.
     Welcome {
         connection_id: &'a str,
         server_version: &'static str,
@@ -497,11 +566,13 @@ pub enum Reply<'a> {
     },
     /// Sent once, shortly before the token expires.
     TokenExpiring { expires_at: u64, seconds_left: u64 },
+    /// The reply to `ping`.
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
         request_id: Option<&'a RawValue>,
         timestamp: String,
     },
+    /// The reply to `subscribe`, with the project's position.
     Subscribed {
         #[serde(skip_serializing_if = "Option::is_none")]
         request_id: Option<&'a RawValue>,
@@ -512,17 +583,20 @@ pub enum Reply<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         recovered: Option<bool>,
     },
+    /// The reply to `unsubscribe`.
     Unsubscribed {
         #[serde(skip_serializing_if = "Option::is_none")]
         request_id: Option<&'a RawValue>,
         project_id: &'a str,
     },
+    /// The reply to `forward`: the SQS MessageId.
     Forwarded {
         #[serde(skip_serializing_if = "Option::is_none")]
         request_id: Option<&'a RawValue>,
         queue: QueueKind,
         message_id: &'a str,
     },
+    /// A refused request (or a failed forward).
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]
         request_id: Option<&'a RawValue>,
@@ -551,10 +625,15 @@ pub enum Reply<'a> {
 /// Who a connection is and what it may do, as `authenticated` and `refreshed` report it.
 #[derive(Serialize, Debug)]
 pub struct SessionInfo<'a> {
+    /// The token's `sub`.
     pub user_id: &'a str,
+    /// When the token expires (unix seconds).
     pub expires_at: Option<u64>,
+    /// The granted projects (`*` for all).
     pub projects: Vec<&'a str>,
+    /// The granted queues (`*` for all).
     pub queues: Vec<&'static str>,
+    /// The projects the connection follows now.
     pub subscriptions: Vec<&'a str>,
 }
 
@@ -590,6 +669,32 @@ mod tests {
 
     fn err(text: &str) -> ErrorCode {
         parse_request(text).action.expect_err(text).code
+    }
+
+    #[test]
+    fn every_queue_parses_from_its_name_and_is_listed() {
+        for q in QueueKind::ALL {
+            assert_eq!(QueueKind::parse(q.as_str()), Some(q));
+        }
+        assert_eq!(QueueKind::parse("prod"), None);
+        assert_eq!(QueueKind::names(), "pm, dev, qa or ops");
+        assert_eq!(QueueKind::Qa.url_variable(), "SQS_QUEUE_URL_QA");
+        // QueueUrls indexes by the discriminant.
+        for (i, q) in QueueKind::ALL.into_iter().enumerate() {
+            assert_eq!(q as usize, i);
+        }
+    }
+
+    #[test]
+    fn an_invalid_id_is_refused_with_the_rule() {
+        assert_eq!(check_id("project_id", "p1"), Ok(()));
+        for bad in ["", "a\u{7}b", &"x".repeat(MAX_PROJECT_ID_BYTES + 1)] {
+            let e = check_id("project_id", bad).expect_err(bad);
+            assert_eq!(
+                e,
+                "project_id must be a non-empty string of at most 256 bytes without control characters"
+            );
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use crate::AppState;
 use crate::hub::{PublishError, Target};
 use crate::metrics::add;
-use crate::protocol::valid_project_id;
+use crate::protocol::check_id;
 
 #[derive(serde::Deserialize)]
 struct Body<'a> {
@@ -79,22 +79,16 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
             );
         }
     };
-    if let Some(p) = &parsed.project_id
-        && !valid_project_id(p)
+    if let Some(Err(message)) = parsed
+        .project_id
+        .as_deref()
+        .map(|p| check_id("project_id", p))
     {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            "project_id must be a non-empty string of at most 256 bytes without control characters",
-        );
+        return problem(StatusCode::BAD_REQUEST, "invalid_field", message);
     }
     if let Some(u) = &parsed.user_id {
-        if !valid_project_id(u) {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
-                "user_id must be a non-empty string of at most 256 bytes without control characters",
-            );
+        if let Err(message) = check_id("user_id", u) {
+            return problem(StatusCode::BAD_REQUEST, "invalid_field", message);
         }
         if parsed.project_id.is_some() {
             return problem(

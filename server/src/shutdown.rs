@@ -12,6 +12,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::metrics::{Metrics, incr};
 
+/// The drain on SIGTERM: stops new connections and tells open ones to close.
 pub struct Drain {
     draining: watch::Sender<bool>,
     metrics: Arc<Metrics>,
@@ -19,6 +20,7 @@ pub struct Drain {
 }
 
 impl Drain {
+    /// Not draining, no connection open.
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Self {
             draining: watch::Sender::new(false),
@@ -27,6 +29,7 @@ impl Drain {
         }
     }
 
+    /// Whether the drain has begun.
     pub fn is_draining(&self) -> bool {
         *self.draining.borrow()
     }
@@ -36,6 +39,7 @@ impl Drain {
         self.draining.subscribe()
     }
 
+    /// Begins the drain: every connection is told to close.
     pub fn begin(&self) {
         self.draining.send_replace(true);
     }
@@ -59,6 +63,7 @@ impl Drain {
         })
     }
 
+    /// Connections open now.
     pub fn open(&self) -> usize {
         self.metrics.open_connections.load(Ordering::Acquire)
     }
@@ -122,12 +127,13 @@ pub async fn draining(rx: &mut watch::Receiver<bool>) {
 /// How long a client should spread its reconnect over (the `reconnect` frame's `jitter_ms`).
 pub const RECONNECT_JITTER_MS: u64 = 2000;
 
-/// Resolves at one connection's turn to close: a uniformly random moment within `window`
-/// (`WS_DRAIN_SECONDS`) after the drain began, so the other tasks get the reconnects spread
-/// out instead of all in one millisecond. Until then the connection keeps serving.
-pub async fn turn_to_close(rx: &mut watch::Receiver<bool>, window: std::time::Duration) {
-    draining(rx).await;
-    if !window.is_zero() {
-        tokio::time::sleep(window.mul_f64(rand::random::<f64>())).await;
+/// One connection's turn to close, for a drain that begins now: a uniformly random moment
+/// within `window` (`WS_DRAIN_SECONDS`), so the other tasks get the reconnects spread out
+/// instead of all in one millisecond. Until then the connection keeps serving.
+pub fn turn_to_close(window: std::time::Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    if window.is_zero() {
+        return now;
     }
+    now + window.mul_f64(rand::random::<f64>())
 }

@@ -26,6 +26,7 @@ pub struct Grants {
 }
 
 impl Grants {
+    /// Every project and every queue: the grants when authentication is off.
     pub fn all() -> Self {
         Self {
             projects: Scope::All,
@@ -59,8 +60,9 @@ impl Grants {
                     .map(|x| {
                         QueueKind::parse(x).ok_or_else(|| {
                             format!(
-                                "claim queues has an unknown queue {:?} (pm, dev, qa, ops or *)",
-                                crate::protocol::short(x)
+                                "claim queues has an unknown queue {:?} ({} or *)",
+                                crate::protocol::short(x),
+                                QueueKind::ALL.map(QueueKind::as_str).join(", ")
                             )
                         })
                     })
@@ -71,6 +73,7 @@ impl Grants {
         Ok(Self { projects, queues })
     }
 
+    /// Whether the token grants `project`.
     pub fn project(&self, project: &str) -> bool {
         match &self.projects {
             Scope::All => true,
@@ -78,6 +81,7 @@ impl Grants {
         }
     }
 
+    /// Whether the token grants `queue`.
     pub fn queue(&self, queue: QueueKind) -> bool {
         self.queues.allows(&queue)
     }
@@ -90,6 +94,7 @@ impl Grants {
         }
     }
 
+    /// The granted queues as the client is told them (`["*"]` for all).
     pub fn queues_list(&self) -> Vec<&'static str> {
         match &self.queues {
             Scope::All => vec!["*"],

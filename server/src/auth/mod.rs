@@ -20,7 +20,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 pub use grants::Grants;
 
 use crate::config::Reader;
-use crate::protocol::{ErrorCode, RequestError, valid_project_id};
+use crate::protocol::{ErrorCode, RequestError, check_id};
 
 /// Clock skew allowed on `exp` and `nbf`.
 pub const LEEWAY_SECONDS: u64 = 30;
@@ -44,18 +44,23 @@ impl fmt::Debug for Secret {
 pub enum Mode {
     /// `WS_AUTH=none`: everyone is [`ANONYMOUS`] with every grant (local development only).
     Disabled,
+    /// Tokens are required and checked against these keys.
     Jwt {
         /// `WS_JWT_SECRET`: HS256.
         secret: Option<Secret>,
         /// `WS_JWT_JWKS_URL`: RS256/ES256 keys by `kid`.
         jwks_url: Option<String>,
+        /// `WS_JWT_ISSUER`: the `iss` tokens must carry, if set.
         issuer: Option<String>,
+        /// `WS_JWT_AUDIENCE`: the `aud` tokens must carry, if set.
         audience: Option<String>,
     },
 }
 
 #[derive(Clone, Debug)]
+/// How clients authenticate (`WS_AUTH`, `WS_JWT_*`).
 pub struct AuthConfig {
+    /// Off (local development) or JWT.
     pub mode: Mode,
     /// `WS_AUTH_TIMEOUT_SECONDS`: time a connection has to authenticate.
     pub timeout: Duration,
@@ -131,13 +136,16 @@ impl AuthConfig {
 /// An authenticated user, as one token describes them.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// The token's `sub`.
     pub user_id: Arc<str>,
     /// `exp` in unix seconds; `None` when authentication is off.
     pub expires_at: Option<u64>,
+    /// What the token lets the user do.
     pub grants: Arc<Grants>,
 }
 
 impl Identity {
+    /// The user of every connection when authentication is off, with every grant.
     pub fn anonymous() -> Self {
         Self {
             user_id: Arc::from(ANONYMOUS),
@@ -150,11 +158,14 @@ impl Identity {
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenError {
+    /// The token's `exp` has passed.
     Expired,
+    /// Anything else wrong with the token; the text says what.
     Invalid(String),
 }
 
 impl TokenError {
+    /// The error code a client is answered with.
     pub fn code(&self) -> ErrorCode {
         match self {
             TokenError::Expired => ErrorCode::TokenExpired,
@@ -162,6 +173,7 @@ impl TokenError {
         }
     }
 
+    /// What was wrong, for the error message and the close reason.
     pub fn message(&self) -> String {
         match self {
             TokenError::Expired => "token has expired: get a new one".to_owned(),
@@ -169,6 +181,7 @@ impl TokenError {
         }
     }
 
+    /// The error reply for this refusal.
     pub fn to_request_error(&self) -> RequestError {
         RequestError::new(self.code(), self.message())
     }
@@ -202,6 +215,8 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
+    /// An authenticator for `config` (its JWKS, if any, is fetched by [`Self::warm_up`] or when a
+    /// token needs it).
     pub fn new(config: &AuthConfig) -> Self {
         match &config.mode {
             Mode::Disabled => Self {
@@ -300,11 +315,7 @@ impl Authenticator {
                 "missing claim sub"
             }));
         };
-        if !valid_project_id(&sub) {
-            return Err(invalid(
-                "claim sub must be a non-empty string of at most 256 bytes without control characters",
-            ));
-        }
+        check_id("claim sub", &sub).map_err(invalid)?;
         let grants = Grants::from_claims(c.projects, c.queues).map_err(invalid)?;
         Ok(Identity {
             user_id: Arc::from(sub),

@@ -1,9 +1,9 @@
 //! The cross-task hub on Redis-compatible storage (Valkey, Redis 7+, ElastiCache Serverless),
 //! chosen by `WS_REDIS_URL`.
 //!
-//! - [`scripts`]: the keys and the Lua scripts: a publish assigns the offset, stores the update
+//! - `scripts`: the keys and the Lua scripts: a publish assigns the offset, stores the update
 //!   in the project's bounded history and sends it on the project's channel in one step.
-//! - [`link`]: the task's pub/sub connection (channels of the projects its clients follow,
+//! - `link`: the task's pub/sub connection (channels of the projects its clients follow,
 //!   of the users they authenticated as, and the broadcast channel).
 //! - here: the [`Hub`] on top: publishes and recoveries through a command connection
 //!   (redis-rs `ConnectionManager`, or `ClusterConnection` in cluster mode, both reconnect by
@@ -14,8 +14,8 @@
 //! after the read arrive on the channel, those before are in what was read, and the registry
 //! merges both by offset.
 
-pub mod link;
-pub mod scripts;
+pub(crate) mod link;
+pub(crate) mod scripts;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +46,7 @@ enum Commands {
     Cluster(redis::cluster_async::ClusterConnection),
 }
 
+/// The hub across tasks: local delivery plus Redis pub/sub, positions and history.
 pub struct RedisHub {
     inner: Arc<Inner>,
 }

@@ -33,8 +33,11 @@ pub struct Delivery {
 /// One update of a project with its position and its frame text (shared by every recipient).
 #[derive(Debug, Clone)]
 pub struct Update {
+    /// Its offset in the project.
     pub offset: u64,
+    /// The epoch of that offset.
     pub epoch: Arc<str>,
+    /// The frame as sent.
     pub frame: Utf8Bytes,
 }
 
@@ -42,15 +45,28 @@ pub struct Update {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// No `since`: the current position.
-    Fresh { top: u64, epoch: Arc<str> },
+    Fresh {
+        /// The project's latest offset.
+        top: u64,
+        /// The project's epoch.
+        epoch: Arc<str>,
+    },
     /// Every update after the member's position, up to `top`, in order.
     Recovered {
+        /// The project's latest offset.
         top: u64,
+        /// The project's epoch.
         epoch: Arc<str>,
+        /// The updates after the client's position, oldest first.
         entries: Vec<Update>,
     },
     /// The gap cannot be filled: the client must reload; its position is now `top`.
-    Lost { top: u64, epoch: Arc<str> },
+    Lost {
+        /// The project's latest offset, the client's new position.
+        top: u64,
+        /// The project's epoch.
+        epoch: Arc<str>,
+    },
 }
 
 /// Why a recovery ran: a client's subscribe (answered with `subscribed`), or a repair of a live
@@ -94,6 +110,7 @@ type Members = HashMap<ConnId, Member>;
 type Outboxes = HashMap<ConnId, Arc<Outbox>>;
 
 #[derive(Default)]
+/// The connections on this task: who follows which project, who is which user.
 pub struct Registry {
     all: RwLock<HashMap<ConnId, Arc<Outbox>>>,
     /// Connections by the user they authenticated as.
@@ -168,6 +185,7 @@ impl Registry {
         self.tickets.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// Adds a connection.
     pub fn join(&self, id: ConnId, outbox: Arc<Outbox>) {
         self.all
             .write()
@@ -188,6 +206,7 @@ impl Registry {
             .collect()
     }
 
+    /// Connections registered.
     pub fn connection_count(&self) -> usize {
         self.all.read().unwrap_or_else(|e| e.into_inner()).len()
     }
@@ -244,6 +263,7 @@ impl Registry {
         d
     }
 
+    /// Whether a connection of `user` is on this task.
     pub fn has_user(&self, user: &str) -> bool {
         self.users
             .read()
@@ -302,6 +322,7 @@ impl Registry {
         }
     }
 
+    /// Whether a connection on this task follows `project`.
     pub fn has_members(&self, project: &str) -> bool {
         lock(&self.projects).contains_key(project)
     }

@@ -5,11 +5,9 @@
 
 #![allow(clippy::unwrap_used)] // a test failing on its own setup says so well enough
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use futures_util::SinkExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -176,7 +174,7 @@ async fn invalid_utf8_in_a_text_frame_closes_with_1007() {
 async fn an_error_reply_quotes_little_of_a_huge_request_and_the_connection_stays() {
     let server = start(&[]).await;
     let (mut ws, _) = connect(&server, "/ws").await;
-    // 60 KB of control characters: escaped, they used to come back as a 400 KB error.
+    // 60 KB of control characters: quoted whole and escaped, they would make a 400 KB error.
     let action = "\u{1}".repeat(9_000);
     let req = json!({"action": action, "type": "\u{2}".repeat(1000), "request_id": "big"});
     let text = req.to_string();

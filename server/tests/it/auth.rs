@@ -4,14 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // a test failing on its own setup says so well enough
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::jwt::{
+use crate::common::jwt::{
     AUDIENCE, ISSUER, JwksServer, Key, SECRET, claims, hs256, hs256_with, now, unsigned, with,
 };
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 async fn auth_server(jwks: &JwksServer, extra: &[(&str, &str)]) -> TestServer {

@@ -3,16 +3,14 @@
 //! and the process exits 0. SQS is the emulator behind a small proxy that holds each request,
 //! so the forward is still in flight when the signal arrives.
 
-mod common;
-
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use common::*;
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::Notify;

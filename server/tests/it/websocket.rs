@@ -1,9 +1,7 @@
 //! Real WebSocket clients against the real server: welcome, ping, subscriptions through both
 //! routes, and publish fan-out to exactly the subscribers of a project and to everyone.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test]
@@ -170,7 +168,7 @@ async fn publish_requires_the_token() {
 
 #[tokio::test]
 async fn publish_is_off_without_a_token() {
-    let mut cfg = common::config(&[("WEBSOCKET_HOST", "127.0.0.1"), ("WS_AUTH", "none")]);
+    let mut cfg = crate::common::config(&[("WEBSOCKET_HOST", "127.0.0.1"), ("WS_AUTH", "none")]);
     cfg.publish_token = None;
     let state = server::AppState::new(cfg, &sdk_for("http://127.0.0.1:9").await);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

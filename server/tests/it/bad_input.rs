@@ -1,9 +1,7 @@
 //! Bad input: each invalid request gets its stable error code, and the connection stays open
 //! and usable after every one of them.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;

@@ -2,9 +2,7 @@
 //! reply carries its MessageId; failures come back as errors naming the queue and the
 //! connection carries on.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 async fn create_queue(sqs: &aws_sdk_sqs::Client, prefix: &str) -> String {

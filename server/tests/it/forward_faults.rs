@@ -2,13 +2,11 @@
 //! endpoint on loopback that answers every call with that error in the SQS JSON protocol. The
 //! server answers the client with `queue_error` naming the queue and the cause, and carries on.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::common::*;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use common::*;
 use serde_json::json;
 
 /// Starts a fake SQS endpoint answering every call with `code`; returns its URL and call count.

@@ -1,16 +1,14 @@
-//! Attacks that used to hurt everyone, against the real `ws-server` process: clients that never
-//! read while flooding it and being flooded keep its memory (VmRSS from /proc) bounded and are
-//! closed; a client that never reads but keeps sending pongs is closed as slow; slowloris
+//! Attacks by one client that could hurt every other client, against the real `ws-server`
+//! process: clients that never read while flooding it and being flooded keep its memory (VmRSS
+//! from /proc) bounded and are closed; a client that never reads but keeps sending pongs is closed as slow; slowloris
 //! connections (headers a byte at a time) are closed while `/health` keeps answering.
 
 #![allow(clippy::unwrap_used)] // a test failing on its own setup says so well enough
 
-mod common;
-
 use std::time::Duration;
 
-use common::jwt::{SECRET, claims, hs256, with};
-use common::*;
+use crate::common::jwt::{SECRET, claims, hs256, with};
+use crate::common::*;
 use futures_util::SinkExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,8 +38,8 @@ async fn fourteen_clients_that_never_read_keep_the_memory_bounded_and_are_closed
         req.headers_mut()
             .insert("authorization", format!("Bearer {token}").parse().unwrap());
         let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-        // Never reads: writes 60 KB requests that each earn an error reply (which used to
-        // quote them escaped, 7 times larger), and a pong now and then to look alive.
+        // Never reads: writes 60 KB requests that each earn an error reply (which must not
+        // quote them whole: escaped, that is 7 times larger), and a pong now and then to look alive.
         attackers.push(tokio::spawn(async move {
             let mut ws = ws;
             let junk =

@@ -4,11 +4,9 @@
 //! `iam_enforced.rs` proves the same grant with the emulator enforcing IAM.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::template::{self, Template};
+use crate::common::template::{self, Template};
 use serde_json::{Value, json};
 
 /// What the template grants and the code calls disagree on, one line each.
@@ -44,7 +42,7 @@ fn the_task_role_grants_exactly_the_actions_the_server_calls() {
 #[test]
 fn the_comparison_fails_both_ways() {
     let mut t = Template::load();
-    // The seed's grant: more than the code calls.
+    // A broader grant, as the replaced deployment's role had: more than the code calls.
     t.add_task_role_actions(&["sqs:ReceiveMessage", "dynamodb:Scan"]);
     let problems = compare(
         server::forward::AWS_ACTIONS,

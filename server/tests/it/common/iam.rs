@@ -59,8 +59,15 @@ fn script() -> String {
 impl IamEmulator {
     /// Starts it on a free port and waits until its administrator exists.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Like [`Self::start`], with moto settings in the emulator's environment (e.g.
+    /// `MOTO_ECS_SERVICE_RUNNING`, for a deploy whose rollout completes).
+    pub fn start_with(settings: &[(&str, &str)]) -> Self {
         let mut child = Command::new("python3")
             .args([script().as_str(), "serve"])
+            .envs(settings.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -88,7 +95,8 @@ impl IamEmulator {
     pub async fn sdk(&self, keys: &Keys) -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            // (the one Credentials type of every SDK crate; this one both crates' tests have)
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
                 &keys.access_key_id,
                 &keys.secret_access_key,
                 None,
@@ -138,6 +146,25 @@ impl IamEmulator {
         let mut args = vec!["role-user", user, "--stack", stack, "--role", role];
         for action in without {
             args.extend(["--without", action]);
+        }
+        Keys::from_json(&self.admin(&args))
+    }
+
+    /// A new user holding role `role`'s actions as CloudFormation made its policies, minus
+    /// `dropped`, each granted on `*` without conditions: what moto can enforce for services
+    /// it checks against resource `*` (docs/testing.md, "IAM enforcement").
+    pub fn role_actions_user(&self, user: &str, stack: &str, role: &str, dropped: &[&str]) -> Keys {
+        let mut args = vec![
+            "role-user",
+            user,
+            "--stack",
+            stack,
+            "--role",
+            role,
+            "--any-resource",
+        ];
+        for action in dropped {
+            args.extend(["--drop-action", action]);
         }
         Keys::from_json(&self.admin(&args))
     }

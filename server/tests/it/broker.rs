@@ -4,15 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::fleet::*;
-use common::{assert_silent, recv, request};
+use crate::common::fleet::*;
+use crate::common::{assert_silent, recv, request};
 use serde_json::{Value, json};
 
-async fn subscribe_since(ws: &mut common::Ws, project: &str, since: Value) -> Value {
+async fn subscribe_since(ws: &mut crate::common::Ws, project: &str, since: Value) -> Value {
     request(
         ws,
         json!({"action": "subscribe", "project_id": project, "since": since, "request_id": "r"}),
@@ -82,7 +80,7 @@ async fn a_broadcast_reaches_every_connection_on_every_task_without_position() {
 
 #[tokio::test]
 async fn a_user_publish_on_any_task_reaches_that_users_connections_on_every_task() {
-    use common::jwt::{SECRET, claims, hs256};
+    use crate::common::jwt::{SECRET, claims, hs256};
     let (alice, bob): (&str, &str) = (unique("alice").leak(), unique("bob").leak());
     let redis = Redis::shared().await;
     let auth = [("WS_JWT_SECRET", SECRET)];
@@ -477,7 +475,7 @@ async fn a_malformed_since_gets_invalid_since_and_the_connection_stays_usable() 
             (Some("error"), Some("invalid_since"), Some("r")),
             "{since}: {r}"
         );
-        common::assert_usable(&mut ws).await;
+        crate::common::assert_usable(&mut ws).await;
     }
     // not subscribed by the refused requests
     publish_at(&t.addr(), json!({"project_id": proj, "data": {}}), None).await;
@@ -684,7 +682,7 @@ async fn the_drain_spreads_its_closes_and_tells_clients_to_reconnect_with_jitter
     let mut closes = Vec::new();
     for mut ws in clients {
         closes.push(tokio::spawn(async move {
-            let (frames, close) = common::read_until_close(&mut ws).await;
+            let (frames, close) = crate::common::read_until_close(&mut ws).await;
             (signalled.elapsed(), frames, close)
         }));
     }

@@ -1,11 +1,9 @@
 //! Backpressure and liveness: a client that stops reading is closed (1008) without delaying
 //! anyone else; a client that stops answering pings is closed; a live one stays.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;

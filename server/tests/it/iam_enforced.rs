@@ -1,18 +1,16 @@
 //! The task role, enforced: the real `ws-server` binary runs with the keys of a user that holds
 //! exactly the task role's policies as CloudFormation made them from `templates/ecs.yaml`, in
-//! an emulator that checks every call against IAM. Forwards to each agent queue succeed; the
-//! seed's extra grants are gone; without the role's statement the forward gets the server's
+//! an emulator that checks every call against IAM. Forwards to each agent queue succeed; no
+//! more is granted (receiving or deleting the agents' messages is refused); without the role's statement the forward gets the server's
 //! access-denied error naming the queue. The execution role, the same way: it reads the
 //! secrets the task definition names and no other.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::iam::{IamEmulator, Keys};
-use common::{Ws, recv, request};
+use crate::common::iam::{IamEmulator, Keys};
+use crate::common::{Ws, recv, request};
 use serde_json::{Value, json};
 
 const QUEUES: [(&str, &str, &str); 4] = [
@@ -165,7 +163,7 @@ async fn the_task_roles_policy_lets_the_server_forward_to_every_queue_and_nothin
         );
     }
 
-    // The seed's role also let the task receive and delete the agents' work: no longer.
+    // The task may send to the agents' queues, not receive or delete their work.
     let as_task = aws_sdk_sqs::Client::new(&ground.emulator.sdk(&keys).await);
     let err = as_task
         .receive_message()
