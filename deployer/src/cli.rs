@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::aws::AwsArgs;
 use crate::commands;
+use crate::context::Context;
 use crate::output::Format;
 
 #[derive(Debug, Parser)]
@@ -12,8 +14,7 @@ use crate::output::Format;
     name = "wsctl",
     version,
     about = "Provision, deploy and operate the WebSocket server on ECS Fargate",
-    after_help = "Exit codes: 0 success, 1 failure, 2 bad usage, 3 rolled back, 4 timed out, \
-                  5 not found, 6 superseded by another deployment, 130 interrupted."
+    after_help = crate::exit::help()
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -22,8 +23,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Flags every command understands. AWS profile, region and endpoint also come from the
-/// standard AWS variables (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL).
+/// Flags every command understands; the AWS ones are [`AwsArgs`].
 #[derive(Debug, Args, Clone)]
 pub struct Global {
     /// Environment to act on; names its stack, cluster, service and log group.
@@ -35,7 +35,7 @@ pub struct Global {
         default_value = "dev"
     )]
     pub env: String,
-    /// Settings file; optional, the defaults follow the seed deployment.
+    /// Settings file; optional, without it every environment gets the defaults.
     #[arg(
         long,
         global = true,
@@ -46,15 +46,15 @@ pub struct Global {
     /// Output format for results on stdout.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Text)]
     pub output: Format,
-    /// AWS profile (else AWS_PROFILE, else the default chain).
-    #[arg(long, global = true)]
-    pub profile: Option<String>,
-    /// AWS region (else the environment's settings, else AWS_REGION, else us-east-1).
-    #[arg(long, global = true)]
-    pub region: Option<String>,
-    /// AWS endpoint override, e.g. a local emulator (else AWS_ENDPOINT_URL).
-    #[arg(long, global = true)]
-    pub endpoint_url: Option<String>,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+impl Global {
+    /// The context every command runs with (settings, clients, output, progress).
+    pub async fn context(self) -> anyhow::Result<Context> {
+        Context::new(&self.config, &self.env, self.output, self.aws).await
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +77,10 @@ pub enum Command {
     Teardown(commands::teardown::Args),
     /// Mint a short-lived client token from the environment's signing secret.
     Token(commands::token::Args),
+    /// Run the smoke test against an environment (a deploy ends with it).
+    Smoke(commands::smoke::Args),
+    /// Remove an environment's deploy lock, after showing who holds it.
+    Unlock(commands::unlock::Args),
     /// Print shell completions.
     Completions(commands::completions::Args),
 }

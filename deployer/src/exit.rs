@@ -1,5 +1,7 @@
 //! Exit codes are an interface: scripts branch on them, so they are fixed and documented
-//! (README, "Exit codes"). Every command shares them.
+//! (README, "Exit codes"; `wsctl --help` prints [`help`]). Every command shares them. A new
+//! code is a variant here, in [`Exit::ALL`] and [`Exit::summary`], and a README row: the
+//! tests below hold the three together.
 
 use std::fmt;
 
@@ -19,16 +21,58 @@ pub enum Exit {
     TimedOut = 4,
     /// The environment (stack or service) does not exist.
     NotFound = 5,
-    /// Another deployment replaced ours before it finished (someone else deployed); the
-    /// output names it.
+    /// Another operation holds or took the environment: its deploy lock is held by someone
+    /// else (`crate::lock`), or another deployment replaced ours before it finished. The
+    /// output names the holder or the deployment.
     Superseded = 6,
     /// Interrupted by Ctrl-C during a wait; AWS was left consistent.
     Interrupted = 130,
 }
 
+impl Exit {
+    /// Every code, in the order the help and the README list them.
+    pub const ALL: [Exit; 8] = [
+        Exit::Success,
+        Exit::Failure,
+        Exit::Usage,
+        Exit::RolledBack,
+        Exit::TimedOut,
+        Exit::NotFound,
+        Exit::Superseded,
+        Exit::Interrupted,
+    ];
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// A few words for `wsctl --help`.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Exit::Success => "success",
+            Exit::Failure => "failure",
+            Exit::Usage => "bad usage",
+            Exit::RolledBack => "rolled back",
+            Exit::TimedOut => "timed out",
+            Exit::NotFound => "not found",
+            Exit::Superseded => "another operation holds or took the environment",
+            Exit::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The line `wsctl --help` ends with: "Exit codes: 0 success, 1 failure, ...".
+pub fn help() -> String {
+    let codes: Vec<String> = Exit::ALL
+        .iter()
+        .map(|exit| format!("{} {}", exit.code(), exit.summary()))
+        .collect();
+    format!("Exit codes: {}.", codes.join(", "))
+}
+
 impl From<Exit> for std::process::ExitCode {
     fn from(exit: Exit) -> Self {
-        std::process::ExitCode::from(exit as u8)
+        std::process::ExitCode::from(exit.code())
     }
 }
 
@@ -72,5 +116,71 @@ mod tests {
         let err = fail(Exit::NotFound, "no stack").context("reading status");
         assert_eq!(classify(&err), Exit::NotFound);
         assert_eq!(classify(&anyhow::anyhow!("boom")), Exit::Failure);
+    }
+
+    /// The codes of a "| 3 | meaning |" table under README's "## Exit codes".
+    fn readme_codes() -> Vec<u8> {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("\n## Exit codes")
+            .nth(1)
+            .expect("README has an Exit codes section");
+        let section = section.split("\n## ").next().unwrap_or(section);
+        section
+            .lines()
+            .filter_map(|line| line.strip_prefix("| ")?.split(" |").next()?.parse().ok())
+            .collect()
+    }
+
+    /// The codes a help text names after "Exit codes:" ("0 deployed (...), 1 failed, ...").
+    fn help_codes(help: &str) -> Vec<u8> {
+        let Some((_, codes)) = help.split_once("Exit codes:") else {
+            return Vec::new();
+        };
+        let words: Vec<&str> = codes.split_whitespace().collect();
+        words
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i == 0 || words[i - 1].ends_with(',') || words[i - 1].ends_with(':'))
+            .filter_map(|(_, w)| w.trim_end_matches(',').parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn readme_help_and_exit_rs_list_the_same_codes() {
+        let codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
+        assert_eq!(readme_codes(), codes, "README's Exit codes table");
+        assert_eq!(help_codes(&help()), codes, "{}", help());
+        for exit in Exit::ALL {
+            assert_eq!(
+                Exit::ALL.iter().filter(|e| e.code() == exit.code()).count(),
+                1
+            );
+        }
+    }
+
+    #[test]
+    fn every_command_names_only_codes_exit_rs_has() {
+        use clap::CommandFactory as _;
+        let cli = crate::cli::Cli::command();
+        let top = cli
+            .get_after_help()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert_eq!(top, help(), "`wsctl --help` ends with the codes of exit.rs");
+        let known: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
+        for command in cli.get_subcommands() {
+            let text = command
+                .get_after_help()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            for code in help_codes(&text) {
+                assert!(
+                    known.contains(&code),
+                    "`wsctl {} --help` names exit code {code}, which exit.rs does not have",
+                    command.get_name()
+                );
+            }
+        }
     }
 }

@@ -15,7 +15,7 @@ pub struct Interrupt {
 }
 
 impl Interrupt {
-    /// Installs the Ctrl-C handler (once per process).
+    /// Installs the Ctrl-C handler; once per process, by `Context::interrupt`.
     pub fn install() -> Self {
         let (tx, rx) = watch::channel(false);
         tokio::spawn(async move {

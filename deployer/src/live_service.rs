@@ -1,17 +1,19 @@
-//! Finding an environment's stack and service as they are now. Names come from the stack's
-//! outputs when it has them (the stack owns the infrastructure) and from the settings
-//! otherwise; a stack or service that does not exist is `Exit::NotFound`, not an AWS error.
+//! An environment's service as it is now: the one service lookup every command uses, the
+//! names it goes by, its deployments, its task definition family and its tasks' ids. Names
+//! come from the stack's outputs when it has them (the stack owns the infrastructure) and from
+//! the settings otherwise; a stack or service that does not exist is `Exit::NotFound`, not an
+//! AWS error.
 
-use std::collections::BTreeMap;
+use aws_sdk_ecs::types::{Deployment, Service};
+use serde::Serialize;
 
-use anyhow::Context as _;
-use aws_sdk_cloudformation::types::Stack;
-use aws_sdk_ecs::types::Service;
-
+use crate::aws::AwsResultExt as _;
 use crate::clients::Clients;
 use crate::exit::{Exit, fail};
 use crate::release::Revision;
 use crate::settings::Environment;
+use crate::stack::{self, Stack};
+use crate::when;
 
 /// The service an environment runs, described.
 #[derive(Debug)]
@@ -20,46 +22,29 @@ pub struct LiveService {
     pub name: String,
     /// The task definition the service runs now.
     pub revision: Option<Revision>,
+    /// The service as ECS described it.
+    pub service: Service,
 }
 
-/// DescribeStacks for one stack; `None` when it does not exist.
-pub async fn describe_stack(
-    cloudformation: &aws_sdk_cloudformation::Client,
-    name: &str,
-) -> anyhow::Result<Option<Stack>> {
-    match cloudformation
-        .describe_stacks()
-        .stack_name(name)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(out.stacks().first().cloned()),
-        Err(err) if crate::deploy::stack::state::is_missing_stack(&err) => Ok(None),
-        Err(err) => Err(crate::aws::error(err)).with_context(|| format!("describing stack {name}")),
+impl LiveService {
+    /// The task definition family its releases belong to.
+    pub fn family(&self, env: &Environment) -> String {
+        family(self.revision.as_ref(), env)
     }
 }
 
-/// A stack's outputs by key.
-pub fn outputs(stack: &Stack) -> BTreeMap<String, String> {
-    stack
-        .outputs()
-        .iter()
-        .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
-        .collect()
+/// The family of the running revision; the service's name when none is known (a service's
+/// family is named after it).
+pub fn family(running: Option<&Revision>, env: &Environment) -> String {
+    running.map_or_else(|| env.service.clone(), |rev| rev.family.clone())
 }
 
 /// The cluster and service names: the stack's outputs, else the settings.
 pub fn names(env: &Environment, stack: Option<&Stack>) -> (String, String) {
-    let outputs = stack.map(outputs).unwrap_or_default();
+    let output = |key: &str| stack.and_then(|s| s.outputs.get(key)).cloned();
     (
-        outputs
-            .get("ECSClusterName")
-            .cloned()
-            .unwrap_or_else(|| env.cluster.clone()),
-        outputs
-            .get("WebSocketServiceName")
-            .cloned()
-            .unwrap_or_else(|| env.service.clone()),
+        output("ECSClusterName").unwrap_or_else(|| env.cluster.clone()),
+        output("WebSocketServiceName").unwrap_or_else(|| env.service.clone()),
     )
 }
 
@@ -75,26 +60,34 @@ pub async fn describe_service(
         .cluster(cluster)
         .services(service)
         .send()
-        .await;
-    let response = match response {
-        Ok(response) => response,
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_cluster_not_found_exception()) =>
-        {
-            return Ok(None);
-        }
-        Err(err) => {
-            return Err(crate::aws::sdk_error(err))
-                .with_context(|| format!("describing service {service} in cluster {cluster}"));
-        }
-    };
-    Ok(response
-        .services()
-        .iter()
-        .find(|s| s.status() != Some("INACTIVE"))
-        .cloned())
+        .await
+        .or_missing(
+            |e| e.is_cluster_not_found_exception(),
+            || format!("describing service {service} in cluster {cluster}"),
+        )?;
+    Ok(response.and_then(|response| {
+        response
+            .services()
+            .iter()
+            .find(|s| s.status() != Some("INACTIVE"))
+            .cloned()
+    }))
+}
+
+/// [`describe_service`] for a service that must exist: a missing one is `Exit::NotFound`.
+pub async fn require_service(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    service: &str,
+) -> anyhow::Result<Service> {
+    describe_service(ecs, cluster, service)
+        .await?
+        .ok_or_else(|| {
+            fail(
+                Exit::NotFound,
+                format!("ECS service {service} does not exist in cluster {cluster}"),
+            )
+        })
 }
 
 /// The environment's stack (if any) and its service, which must exist.
@@ -103,7 +96,7 @@ pub async fn find(
     env: &Environment,
 ) -> anyhow::Result<(Option<Stack>, LiveService)> {
     let (stack, guessed) = tokio::join!(
-        describe_stack(&clients.cloudformation, &env.stack_name),
+        stack::describe(&clients.cloudformation, &env.stack_name),
         describe_service(&clients.ecs, &env.cluster, &env.service),
     );
     let stack = stack?;
@@ -115,10 +108,7 @@ pub async fn find(
             describe_service(&clients.ecs, &cluster, &name).await?
         };
     let Some(service) = service else {
-        let stack_status = stack
-            .as_ref()
-            .and_then(|s| s.stack_status())
-            .map(|s| s.as_str());
+        let stack_status = stack.as_ref().map(|s| s.status.as_str());
         return Err(not_found(
             env,
             &clients.region,
@@ -134,6 +124,7 @@ pub async fn find(
             cluster,
             name,
             revision,
+            service,
         },
     ))
 }
@@ -160,4 +151,71 @@ pub fn not_found(
             env.name, env.name
         ),
     )
+}
+
+/// A task's id: the last part of its ARN (or of an awslogs stream name); an id stays as it is.
+pub fn task_id(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// One deployment of the service as ECS describes it: what the rollout verdict judges and
+/// what `status` shows.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeploymentState {
+    pub id: String,
+    /// PRIMARY (the newest), ACTIVE (being replaced) or INACTIVE.
+    pub status: String,
+    /// IN_PROGRESS, COMPLETED or FAILED; absent when the service has no circuit breaker.
+    pub rollout_state: Option<String>,
+    pub rollout_reason: Option<String>,
+    pub revision: Option<i32>,
+    pub task_definition: String,
+    pub desired: i32,
+    pub running: i32,
+    pub pending: i32,
+    pub failed_tasks: i32,
+    pub created_at: Option<String>,
+}
+
+impl From<&Deployment> for DeploymentState {
+    fn from(d: &Deployment) -> Self {
+        Self {
+            id: d.id().unwrap_or_default().to_owned(),
+            status: d.status().unwrap_or_default().to_owned(),
+            rollout_state: d.rollout_state().map(|s| s.as_str().to_owned()),
+            rollout_reason: d.rollout_state_reason().map(str::to_owned),
+            revision: d
+                .task_definition()
+                .and_then(Revision::parse)
+                .map(|r| r.number),
+            task_definition: d.task_definition().unwrap_or_default().to_owned(),
+            desired: d.desired_count(),
+            running: d.running_count(),
+            pending: d.pending_count(),
+            failed_tasks: d.failed_tasks(),
+            created_at: d
+                .created_at()
+                .and_then(when::utc)
+                .map(|t| when::rfc3339(&t)),
+        }
+    }
+}
+
+/// The service's deployments, newest first as ECS lists them.
+pub fn deployments(service: &Service) -> Vec<DeploymentState> {
+    service
+        .deployments()
+        .iter()
+        .map(DeploymentState::from)
+        .collect()
+}
+
+/// The id of a service's PRIMARY deployment (the one an UpdateService just started).
+pub fn primary_deployment(service: Option<&Service>) -> Option<String> {
+    service?
+        .deployments()
+        .iter()
+        .find(|d| d.status() == Some("PRIMARY"))
+        .and_then(|d| d.id())
+        .map(str::to_owned)
 }

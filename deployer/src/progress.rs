@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::events::Events;
 use crate::output;
 
 /// The progress display of one command run. Cheap to clone; clones draw on the same screen.
@@ -17,18 +18,19 @@ use crate::output;
 pub struct Progress {
     multi: MultiProgress,
     interactive: bool,
-}
-
-impl Default for Progress {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// `--output ndjson`: every step and event also goes there as a JSON line.
+    events: Option<Events>,
 }
 
 impl Progress {
-    /// Spinners if stderr is a terminal (and not CI), plain lines otherwise.
-    pub fn new() -> Self {
-        Self::with_mode(output::interactive())
+    /// Spinners if stderr is a terminal (and not CI), plain lines otherwise; with
+    /// `--output ndjson`, every step and event also as a JSON line on stdout.
+    pub fn new(format: output::Format) -> Self {
+        let progress = Self::with_mode(output::interactive());
+        match format {
+            output::Format::Ndjson => progress.with_events(Events::stdout()),
+            _ => progress,
+        }
     }
 
     /// Plain lines only (tests).
@@ -46,6 +48,21 @@ impl Progress {
         Self {
             multi: MultiProgress::with_draw_target(target),
             interactive,
+            events: None,
+        }
+    }
+
+    /// Also sends every step and event to `events` (`--output ndjson`).
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// A structured event for `--output ndjson` (an AWS event, a lock wait, a smoke check);
+    /// nothing in the other formats, where the text line says it.
+    pub fn event(&self, kind: &str, fields: serde_json::Value) {
+        if let Some(events) = &self.events {
+            events.emit(kind, fields);
         }
     }
 
@@ -76,6 +93,10 @@ impl Progress {
             eprintln!("→ {name}");
             ProgressBar::hidden()
         };
+        self.event(
+            "step",
+            serde_json::json!({"step": name, "state": "started"}),
+        );
         Step {
             progress: self.clone(),
             bar,
@@ -120,6 +141,16 @@ impl Step {
     /// A line that stays on screen in both modes (an event, a warning), indented under the step.
     pub fn println(&self, line: impl AsRef<str>) {
         self.progress.println(format!("  {}", line.as_ref()));
+        self.event("message", serde_json::json!({"message": line.as_ref()}));
+    }
+
+    /// A structured event of this step (`--output ndjson`), e.g. a stack event.
+    pub fn event(&self, kind: &str, fields: serde_json::Value) {
+        let mut fields = fields;
+        if let Some(object) = fields.as_object_mut() {
+            object.insert("step".into(), self.name.clone().into());
+        }
+        self.progress.event(kind, fields);
     }
 
     /// Ends the step as done: "✓ name: message (1.2s)". Returns how long it took.
@@ -137,6 +168,14 @@ impl Step {
         self.done = true;
         self.bar.finish_and_clear();
         let sep = if message.is_empty() { "" } else { ": " };
+        self.event(
+            "step",
+            serde_json::json!({
+                "state": if mark == '✓' { "done" } else { "failed" },
+                "message": message,
+                "seconds": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+            }),
+        );
         self.progress.println(format!(
             "{mark} {}{sep}{message} ({})",
             self.name,

@@ -1,6 +1,6 @@
 //! `wsctl.yaml`: optional per-environment settings. Without a file every environment gets the
-//! seed deployment's values (main stack `agenticai-stack`, us-east-1, 512 CPU / 1024 MiB,
-//! 1..4 tasks), so a first deploy needs no file.
+//! defaults of the AgenticAI platform's deployment (main stack `agenticai-stack`, us-east-1,
+//! 512 CPU / 1024 MiB, 1..4 tasks), so a first deploy needs no file.
 //!
 //! ```yaml
 //! build:                      # how the image is made (all optional)
@@ -92,6 +92,8 @@ pub struct EnvFile {
     pub fargate_spot: Option<bool>,
     /// How long deploy, rollback and `status --wait` wait for the rollout, in seconds.
     pub timeout_seconds: Option<u64>,
+    /// The role CloudFormation acts as when a deploy changes the stack (docs/ci.md).
+    pub cloudformation_role_arn: Option<String>,
     #[serde(default)]
     pub jwt: Jwt,
     /// The cross-task broker: `elasticache` (default), `external` or `none`.
@@ -169,6 +171,9 @@ pub struct Environment {
     pub certificate_arn: Option<String>,
     pub fargate_spot: bool,
     pub timeout: Duration,
+    /// The stack's CloudFormation service role (None: CloudFormation keeps the stack's own,
+    /// or acts as the caller).
+    pub cloudformation_role_arn: Option<String>,
     pub jwt: Jwt,
     pub broker: Broker,
     /// The build settings, with `context` resolved against the settings file's directory.
@@ -223,6 +228,9 @@ fn resolve(mut file: File, env: &str, base: &Path) -> anyhow::Result<Environment
         certificate_arn: section.certificate_arn.filter(|arn| !arn.is_empty()),
         fargate_spot: section.fargate_spot.unwrap_or(false),
         timeout: Duration::from_secs(section.timeout_seconds.unwrap_or(900)),
+        cloudformation_role_arn: section
+            .cloudformation_role_arn
+            .filter(|arn| !arn.is_empty()),
         jwt: section.jwt,
         broker: Broker {
             kind: section.broker.unwrap_or(BrokerKind::Elasticache),
@@ -413,7 +421,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_follow_the_seed_deployment() {
+    fn defaults_follow_the_platform_deployment() {
         let env = resolve(File::default(), "prod", Path::new("")).expect("defaults are valid");
         assert_eq!(env.main_stack, "agenticai-stack");
         assert_eq!(env.stack_name, "agenticai-websocket-prod");

@@ -15,10 +15,11 @@ use aws_sdk_ecs::operation::execute_command::ExecuteCommandError;
 use aws_sdk_ecs::types::{DesiredStatus, Task};
 use serde_json::json;
 
-use crate::cli::Global;
-use crate::clients;
+use crate::aws::AwsResultExt as _;
+use crate::context::Context;
+
 use crate::exit::{Exit, fail};
-use crate::live_service;
+use crate::live_service::{self, task_id};
 
 /// Run a command in a running task (ECS Exec).
 #[derive(Debug, clap::Args)]
@@ -44,7 +45,7 @@ pub struct Args {
 /// The name AWS's plugin installs under.
 const PLUGIN: &str = "session-manager-plugin";
 
-pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     let plugin = find_plugin().ok_or_else(|| {
         fail(
             Exit::Failure,
@@ -55,14 +56,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
             ),
         )
     })?;
-    let (env, clients) = clients::for_env(global).await?;
-    let (_, live) = live_service::find(&clients, &env).await?;
-    let service = live_service::describe_service(&clients.ecs, &live.cluster, &live.name)
-        .await?
-        .ok_or_else(|| {
-            live_service::not_found(&env, &clients.region, None, &live.cluster, &live.name)
-        })?;
-    if !service.enable_execute_command() {
+    let (env, clients) = (&ctx.env, &ctx.clients);
+    let (_, live) = live_service::find(clients, env).await?;
+    if !live.service.enable_execute_command() {
         return Err(fail(
             Exit::Failure,
             format!(
@@ -133,7 +129,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         .arg(session_json.to_string())
         .arg(&region)
         .arg("StartSession")
-        .arg(global.profile.clone().unwrap_or_default())
+        .arg(ctx.aws.profile.clone().unwrap_or_default())
         .arg(target.to_string())
         .arg(endpoint)
         .status()
@@ -167,8 +163,7 @@ async fn choose_task(
         .desired_status(DesiredStatus::Running)
         .send()
         .await
-        .map_err(crate::aws::error)
-        .with_context(|| format!("listing the running tasks of {service}"))?
+        .aws_context(|| format!("listing the running tasks of {service}"))?
         .task_arns()
         .to_vec();
     let chosen: Vec<String> = match wanted {
@@ -191,17 +186,11 @@ async fn choose_task(
         .set_tasks(Some(chosen))
         .send()
         .await
-        .map_err(crate::aws::error)
-        .context("describing the task")?;
+        .aws_context(|| "describing the task")?;
     out.tasks()
         .first()
         .cloned()
         .context("ECS did not describe the task")
-}
-
-/// The last part of a task ARN.
-fn task_id(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
 }
 
 /// The command line ECS runs (it splits on spaces itself): arguments with spaces quoted.

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::cli::Global;
-use crate::clients;
+use crate::context::Context;
+
 use crate::exit::Exit;
 use crate::logs::fetch::{self, Query};
 use crate::logs::follow::Follower;
@@ -49,11 +49,11 @@ pub struct Args {
     pub poll_interval: u64,
 }
 
-pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     let start = since::parse(&args.since, Utc::now())?;
-    let (env, clients) = clients::for_env(global).await?;
-    let style = match (global.output, args.raw) {
-        (Format::Json, _) => Style::Json,
+    let (env, clients) = (&ctx.env, &ctx.clients);
+    let style = match (ctx.format, args.raw) {
+        (Format::Json | Format::Ndjson, _) => Style::Json,
         (Format::Text, true) => Style::Raw,
         (Format::Text, false) => Style::Readable,
     };
@@ -80,7 +80,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
     let note = |line: &str| eprintln!("wsctl: {line}");
     tokio::select! {
         // Ctrl-C is how a follow ends: nothing was changed, so it is a success.
-        _ = tokio::signal::ctrl_c() => Ok(Exit::Success),
+        () = ctx.interrupt().wait() => Ok(Exit::Success),
         followed = tail.run(&mut follower, |events| print(events, style), note) => {
             followed.map(|()| Exit::Success)
         }

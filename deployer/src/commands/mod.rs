@@ -7,6 +7,8 @@ pub mod logs;
 pub mod releases;
 pub mod rollback;
 pub mod scale;
+pub mod smoke;
 pub mod status;
 pub mod teardown;
 pub mod token;
+pub mod unlock;

@@ -4,11 +4,11 @@
 
 use chrono::Utc;
 
-use crate::cli::Global;
-use crate::clients;
+use crate::context::Context;
+
 use crate::exit::Exit;
 use crate::live_service;
-use crate::output::{self, Format};
+use crate::release::image::short_digest;
 use crate::release::{self, Presence, Release};
 use crate::table;
 use crate::when;
@@ -22,6 +22,7 @@ use crate::when;
     *  14   9c1e2f7    sha256:5d41402abc4b  9c1e2f7  2h05m ago
        13   3f2a9c1    sha256:7d793037a076  3f2a9c1  1d02h ago
        12   0b8d4e6    -                    0b8d4e6  3d04h ago  image no longer in the repository
+  (a release made by `deploy --image-from` says so: promoted from staging@sha256:5d41402abc4b)
 
   Roll back with `wsctl rollback --env prod [--revision N]`.")]
 pub struct Args {
@@ -30,13 +31,10 @@ pub struct Args {
     pub limit: usize,
 }
 
-pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
-    let (env, clients) = clients::for_env(global).await?;
-    let (_, live) = live_service::find(&clients, &env).await?;
-    let family = live
-        .revision
-        .as_ref()
-        .map_or_else(|| env.service.clone(), |rev| rev.family.clone());
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
+    let (env, clients) = (&ctx.env, &ctx.clients);
+    let (_, live) = live_service::find(clients, env).await?;
+    let family = live.family(env);
     let limit = (args.limit > 0).then_some(args.limit);
     let releases = release::list(
         &clients.ecs,
@@ -46,15 +44,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         limit,
     )
     .await?;
-    match global.output {
-        Format::Json => output::print_json(&serde_json::json!({
-            "environment": env.name,
-            "family": family,
-            "running_revision": live.revision.as_ref().map(|rev| rev.number),
-            "releases": releases,
-        }))?,
-        Format::Text => print!("{}", render(&family, &releases)),
-    }
+    let json = serde_json::json!({
+        "environment": env.name,
+        "family": family,
+        "running_revision": live.revision.as_ref().map(|rev| rev.number),
+        "releases": releases,
+    });
+    ctx.print(&json, || render(&family, &releases))?;
     Ok(Exit::Success)
 }
 
@@ -76,10 +72,7 @@ fn render(family: &str, releases: &[Release]) -> String {
                 r.git_commit.clone().unwrap_or_else(|| "-".into()),
                 r.registered_at
                     .map_or_else(|| "-".into(), |t| format!("{} ago", when::age(&t, &now))),
-                match r.image_in_repository {
-                    Presence::Missing => "image no longer in the repository".into(),
-                    _ => String::new(),
-                },
+                notes(r),
             ]
         })
         .collect();
@@ -93,13 +86,15 @@ fn render(family: &str, releases: &[Release]) -> String {
     )
 }
 
-/// `sha256:` and the first 12 hex digits, enough to tell images apart.
-pub fn short_digest(digest: &str) -> String {
-    let (algo, hex) = digest.split_once(':').unwrap_or(("", digest));
-    let hex: String = hex.chars().take(12).collect();
-    if algo.is_empty() {
-        hex
-    } else {
-        format!("{algo}:{hex}")
+/// The last column: where a promoted image came from, and a missing image.
+fn notes(release: &Release) -> String {
+    let mut notes = Vec::new();
+    if let Some(origin) = &release.promoted_from {
+        let (env, digest) = origin.rsplit_once('@').unwrap_or((origin, ""));
+        notes.push(format!("promoted from {env}@{}", short_digest(digest)));
     }
+    if matches!(release.image_in_repository, Presence::Missing) {
+        notes.push("image no longer in the repository".into());
+    }
+    notes.join("; ")
 }

@@ -7,17 +7,15 @@
 
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context as _;
 use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
 use serde::Serialize;
 
-use crate::cli::Global;
-use crate::clients;
+use crate::aws::AwsResultExt as _;
+use crate::context::Context;
+
 use crate::exit::{Exit, fail};
-use crate::interrupt::Interrupt;
+
 use crate::live_service;
-use crate::output::{self, Format};
-use crate::progress::Progress;
 use crate::rollout;
 
 /// Change the number of tasks now, or the autoscaling range.
@@ -31,7 +29,7 @@ Lasting values belong in wsctl.yaml (desired_count, min_tasks, max_tasks): a dep
 changes them there sets the stack's range again.
 
 Exit codes: 0 the tasks run, 1 failed or refused (nothing changed), 2 bad usage, 4 timed out,
-5 no such environment, 130 interrupted.")]
+5 no such environment, 6 another operation holds the environment's lock, 130 interrupted.")]
 pub struct Args {
     /// Tasks to run now.
     #[arg(long, value_name = "N")]
@@ -45,6 +43,10 @@ pub struct Args {
     /// How long to wait for the tasks, in seconds (default: the environment's timeout).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
+    /// How long to wait while another operation holds the environment's lock (e.g. 10m);
+    /// by default a held lock fails at once (exit 6, naming the holder).
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = crate::lock::parse_wait)]
+    pub lock_wait: std::time::Duration,
 }
 
 /// The autoscaling range: (min, max).
@@ -125,14 +127,24 @@ pub fn plan(args: &Args, current: Option<Range>) -> anyhow::Result<Plan> {
     })
 }
 
-pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
-    let (env, clients) = clients::for_env(global).await?;
-    let config = crate::aws::sdk_config(global, env.region.as_deref()).await;
-    let autoscaling = aws_sdk_applicationautoscaling::Client::new(&config);
-    let (_, live) = live_service::find(&clients, &env).await?;
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
+    let (env, clients) = (&ctx.env, &ctx.clients);
+    let autoscaling = &clients.autoscaling;
+    let (_, live) = live_service::find(clients, env).await?;
     let resource = format!("service/{}/{}", live.cluster, live.name);
-    let current = scalable_range(&autoscaling, &resource).await?;
+    let current = scalable_range(autoscaling, &resource).await?;
     let plan = plan(&args, current)?;
+    // Released when dropped: before the result, or however the command ends.
+    let lock = crate::lock::take(
+        clients,
+        env,
+        "scale",
+        None,
+        args.lock_wait,
+        &ctx.progress,
+        ctx.interrupt(),
+    )
+    .await?;
 
     if let Some((min, max)) = plan.range {
         autoscaling
@@ -144,8 +156,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
             .max_capacity(max)
             .send()
             .await
-            .map_err(crate::aws::error)
-            .with_context(|| {
+            .aws_context(|| {
                 format!(
                     "setting the autoscaling range of {} to {min}..{max}",
                     live.name
@@ -165,44 +176,34 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
     let updated = request
         .send()
         .await
-        .map_err(crate::aws::error)
-        .with_context(|| format!("updating the desired count of {}", live.name))?;
+        .aws_context(|| format!("updating the desired count of {}", live.name))?;
     let service = updated.service();
     let desired = service.map_or(0, |s| s.desired_count());
-    let deployment_id = rollout::wait::primary_deployment(service);
+    let deployment_id = live_service::primary_deployment(service);
     if let Some(count) = plan.desired {
         eprintln!("Scaling {} to {count} task(s)", live.name);
     }
-    let target = rollout::Target {
-        cluster: live.cluster.clone(),
-        service: live.name.clone(),
+    let target = rollout::Target::on(
+        &live,
         deployment_id,
-        timeout: args.timeout.map_or(env.timeout, Duration::from_secs),
+        args.timeout.map_or(env.timeout, Duration::from_secs),
         since,
-        // a count change starts no new release: nothing to put back
-        restore_to: None,
+    );
+    let report = rollout::wait(clients, &target, &ctx.progress, ctx.interrupt()).await?;
+    drop(lock);
+    let outcome = Outcome {
+        environment: &env.name,
+        service: &live.name,
+        desired,
+        min: plan.range.map(|r| r.0),
+        max: plan.range.map(|r| r.1),
+        deployment_id: report.deployment_id.clone(),
+        verdict: &report.verdict,
+        elapsed_seconds: report.elapsed.as_secs_f64(),
     };
-    let progress = Progress::new();
-    let report = rollout::wait(
-        &clients.for_rollout(),
-        &target,
-        &progress,
-        &Interrupt::install(),
-    )
-    .await?;
-    match global.output {
-        Format::Json => output::print_json(&Outcome {
-            environment: &env.name,
-            service: &live.name,
-            desired,
-            min: plan.range.map(|r| r.0),
-            max: plan.range.map(|r| r.1),
-            deployment_id: report.deployment_id.clone(),
-            verdict: &report.verdict,
-            elapsed_seconds: report.elapsed.as_secs_f64(),
-        })?,
-        Format::Text => println!("{}: {}", live.name, report.verdict.describe()),
-    }
+    ctx.print(&outcome, || {
+        format!("{}: {}\n", live.name, report.verdict.describe())
+    })?;
     if let Some(hint) = rollout::wait::resume_hint(&env.name, &report) {
         eprintln!("{hint}");
     }
@@ -221,8 +222,7 @@ async fn scalable_range(
         .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
         .send()
         .await
-        .map_err(crate::aws::error)
-        .context("reading the autoscaling range (DescribeScalableTargets)")?;
+        .aws_context(|| "reading the autoscaling range (DescribeScalableTargets)")?;
     Ok(out
         .scalable_targets()
         .first()
@@ -239,6 +239,7 @@ mod tests {
             min,
             max,
             timeout: None,
+            lock_wait: std::time::Duration::ZERO,
         }
     }
 

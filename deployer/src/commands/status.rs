@@ -4,13 +4,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::cli::Global;
-use crate::clients;
+use crate::context::Context;
+
 use crate::exit::Exit;
-use crate::interrupt::Interrupt;
+
 use crate::live_service;
-use crate::output::{self, Format};
-use crate::progress::Progress;
 use crate::rollout;
 use crate::status::model::{Rollout, Status};
 use crate::status::{gather, render};
@@ -47,12 +45,12 @@ pub struct Args {
     pub timeout: Option<u64>,
 }
 
-pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
-    let (env, clients) = clients::for_env(global).await?;
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
+    let (env, clients) = (&ctx.env, &ctx.clients);
     let mut exit = Exit::Success;
     let mut rollout = None;
     if args.wait {
-        let (_, live) = live_service::find(&clients, &env).await?;
+        let (_, live) = live_service::find(clients, env).await?;
         let target = rollout::Target {
             cluster: live.cluster,
             service: live.name,
@@ -62,13 +60,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
             // status only watches: a failing release is reported, ECS keeps going.
             restore_to: None,
         };
-        let report = rollout::wait(
-            &clients.for_rollout(),
-            &target,
-            &Progress::new(),
-            &Interrupt::install(),
-        )
-        .await?;
+        let report = rollout::wait(clients, &target, &ctx.progress, ctx.interrupt()).await?;
         exit = report.exit();
         if let Some(hint) = rollout::wait::resume_hint(&env.name, &report) {
             eprintln!("{hint}");
@@ -79,7 +71,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
             verdict: report.verdict,
         });
     }
-    let mut status = match gather::gather(&clients, &env).await {
+    let mut status = match gather::gather(clients, env).await {
         Ok(status) => status,
         // The wait's outcome is still the answer: show it, then why the rest is missing.
         Err(err) if rollout.is_some() => {
@@ -89,7 +81,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
                 rollout,
                 ..Status::default()
             };
-            print(global, &status)?;
+            print(ctx, &status)?;
             return Err(err);
         }
         Err(err) => return Err(err),
@@ -97,19 +89,19 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
     status.rollout = rollout;
     if status.stack.is_none() && status.service.is_none() {
         return Err(live_service::not_found(
-            &env,
+            env,
             &clients.region,
             None,
             &env.cluster,
             &env.service,
         ));
     }
-    print(global, &status)?;
+    print(ctx, &status)?;
     if status.service.is_none() {
         // What exists was shown; now say what is missing, with the distinct exit code.
         let stack_status = status.stack.as_ref().map(|s| s.status.as_str());
         return Err(live_service::not_found(
-            &env,
+            env,
             &clients.region,
             stack_status,
             &env.cluster,
@@ -119,10 +111,6 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
     Ok(exit)
 }
 
-fn print(global: &Global, status: &Status) -> anyhow::Result<()> {
-    match global.output {
-        Format::Json => output::print_json(status)?,
-        Format::Text => print!("{}", render::render(status)),
-    }
-    Ok(())
+fn print(ctx: &Context, status: &Status) -> anyhow::Result<()> {
+    ctx.print(status, || render::render(status))
 }

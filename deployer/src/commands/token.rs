@@ -4,10 +4,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::cli::Global;
+use crate::context::Context;
 use crate::exit::Exit;
 use crate::output::{self, Format};
-use crate::settings;
 use crate::token;
 
 /// Mint a short-lived client token from the environment's signing secret.
@@ -37,17 +36,13 @@ pub struct Args {
     pub ttl: Duration,
 }
 
-pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
-    let env = settings::load(&global.config, &global.env)?;
-    let config = crate::aws::sdk_config(global, env.region.as_deref()).await;
-    let region = config
-        .region()
-        .map_or_else(String::new, ToString::to_string);
+pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
+    let (env, clients) = (&ctx.env, &ctx.clients);
     let signer = token::signer(
-        &aws_sdk_cloudformation::Client::new(&config),
-        &aws_sdk_secretsmanager::Client::new(&config),
-        &env,
-        &region,
+        &clients.cloudformation,
+        &clients.secretsmanager,
+        env,
+        &clients.region,
     )
     .await?;
     let claims = signer.claims(
@@ -58,8 +53,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         SystemTime::now(),
     );
     let jwt = signer.sign(&claims)?;
-    match global.output {
-        Format::Json => output::print_json(&serde_json::json!({
+    match ctx.format {
+        Format::Json | Format::Ndjson => ctx.print_json(&serde_json::json!({
             "environment": env.name,
             "token": jwt,
             "claims": claims,
@@ -67,7 +62,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
             "secret_arn": signer.secret_arn,
         }))?,
         Format::Text => {
-            println!("{jwt}");
+            output::print(format!("{jwt}\n"))?;
             eprintln!(
                 "token for {} (projects {}; queues {}), valid for {}",
                 claims.sub,

@@ -1,10 +1,9 @@
 //! The main AgenticAI stack's outputs: the table and queues the server talks to. Read once,
 //! checked for every output the template needs, so a missing one is named before anything
-//! changes (the seed scripts passed empty strings on and failed deep inside CloudFormation).
+//! changes (passing empty strings on would fail deep inside CloudFormation).
 
 use std::collections::BTreeMap;
 
-use crate::deploy::stack::state;
 use crate::exit::{Exit, fail};
 
 /// Main stack outputs the service stack takes as parameters of the same name.
@@ -24,7 +23,7 @@ pub async fn outputs(
     cfn: &aws_sdk_cloudformation::Client,
     name: &str,
 ) -> anyhow::Result<MainOutputs> {
-    let Some(stack) = state::read(cfn, name).await? else {
+    let Some(stack) = crate::stack::describe(cfn, name).await? else {
         return Err(fail(
             Exit::Failure,
             format!(

@@ -1,17 +1,21 @@
-//! `wsctl deploy`: the whole flow, step by step, each step in its own file.
+//! `wsctl deploy`: the whole flow, step by step; [`run`] reads as this list, each step a
+//! function here or a file of its own.
 //!
-//! 1. settings and SDK config (`settings.rs`, `aws.rs`)
-//! 2. [`preflight`]: credentials, Docker, [`main_stack`] outputs, [`network`], stack state,
-//!    all at once, before anything in AWS changes; meanwhile [`compile`] + [`image::build`]
-//!    (tagged by [`image::tag`]) start, as they only work locally
-//! 3. concurrently: the rest of the build and the stack change set ([`stack`]; none when
-//!    [`stack::unchanged`] finds the stack as asked), so the build never waits for
-//!    CloudFormation
-//! 4. [`image::push`] to ECR (needs both: the image and the repository)
-//! 5. first deploy only: the stack gets the pushed image and creates the service, so no task
-//!    ever needs an image that is not in the repository yet
+//! 1. [`environment`]: the settings from the [`Context`] `main` built, with the options applied
+//! 2. [`prepare`]: [`preflight`] (credentials, Docker, [`main_stack`] outputs, [`network`],
+//!    stack state, all at once, before anything in AWS changes); meanwhile [`compile`] +
+//!    [`image::build`] (tagged by [`image::tag`]) start, as they only work locally
+//! 3. still in [`prepare`]: the rest of the build beside the stack change set
+//!    ([`apply_stack`] with [`crate::stack`]; none when [`crate::stack::unchanged`] finds the
+//!    stack as asked), so the build never waits for CloudFormation
+//! 4. [`push`]: [`image::push`] to ECR (needs both: the image and the repository)
+//! 5. [`create_service`], first deploy only: the stack gets the pushed image and creates the
+//!    service, so no task ever needs an image that is not in the repository yet
 //! 6. [`release`]: a new task definition revision only if the image changed; UpdateService
-//! 7. the rollout wait and verdict (`rollout/`), then the [`summary`]
+//! 7. the rollout wait and verdict (`rollout/`), the smoke test ([`smoke_gate`]: a failure
+//!    rolls back), then the [`summary`]
+//!
+//! All of it runs holding the environment's deploy lock (`crate::lock`), taken first.
 
 pub mod compile;
 pub mod image;
@@ -19,52 +23,30 @@ pub mod main_stack;
 pub mod network;
 pub mod preflight;
 pub mod release;
-pub mod stack;
+pub mod smoke_gate;
 pub mod subnets;
 pub mod summary;
 
 use std::io::{BufRead as _, IsTerminal as _};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context as _;
 use aws_sdk_cloudformation::types::{ChangeSetType, Parameter, Tag};
 
-use crate::cli::Global;
+use crate::aws::AwsResultExt as _;
+use crate::clients::Clients;
+use crate::context::Context;
 use crate::exit::{Exit, fail};
 use crate::interrupt::Interrupt;
-use crate::output::{self, Format};
 use crate::progress::Progress;
 use crate::rollout;
-use crate::settings::{self, Environment};
-use stack::changeset::{self, Planned, keep, param};
-use stack::events;
-use stack::state::{self, StackState};
-use stack::unchanged;
+use crate::settings::Environment;
+use crate::stack::changeset::{self, Planned, keep, param};
+use crate::stack::readiness::Readiness;
+use crate::stack::{self, Stack, events, unchanged};
 use summary::{Phase, Summary};
 
 /// The service stack's template, built into the binary so wsctl and template never drift.
 pub const TEMPLATE: &str = include_str!("../../../templates/ecs.yaml");
-
-/// The AWS clients a deploy uses, all from the one SDK config.
-pub struct Clients {
-    pub cfn: aws_sdk_cloudformation::Client,
-    pub ec2: aws_sdk_ec2::Client,
-    pub sts: aws_sdk_sts::Client,
-    pub ecr: aws_sdk_ecr::Client,
-    pub rollout: rollout::Clients,
-}
-
-impl Clients {
-    pub fn new(config: &aws_config::SdkConfig) -> Self {
-        Self {
-            cfn: aws_sdk_cloudformation::Client::new(config),
-            ec2: aws_sdk_ec2::Client::new(config),
-            sts: aws_sdk_sts::Client::new(config),
-            ecr: aws_sdk_ecr::Client::new(config),
-            rollout: rollout::Clients::new(config),
-        }
-    }
-}
 
 /// How the deploy behaves beyond the settings file.
 pub struct Options {
@@ -74,14 +56,176 @@ pub struct Options {
     pub timeout: Option<Duration>,
     /// Stop after starting the rollout.
     pub no_wait: bool,
+    /// How long to wait for another operation's lock.
+    pub lock_wait: Duration,
+    /// Run the smoke test after the rollout.
+    pub smoke: bool,
+    /// Where the smoke test connects (default: the stack's endpoint).
+    pub endpoint: Option<String>,
+    /// Overrides the environment's CloudFormation service role.
+    pub cloudformation_role_arn: Option<String>,
+    /// Deploy this image (another environment's, or one named by digest) instead of building.
+    pub image: Option<image::promote::Source>,
 }
 
 /// Runs a deploy and prints its summary; the exit code says how it ended.
-pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
+pub async fn run(ctx: &Context, options: Options) -> anyhow::Result<Exit> {
     let started = Instant::now();
-    let mut env = settings::load(&global.config, &global.env)?;
+    let (env, needs_confirmation) = environment(ctx, &options)?;
+    let mut phases = Vec::new();
+    let promoting = options.image.is_some();
+    let tag = image::tag::for_context(&env.build.context);
+    // Released when dropped: before the result, or however the deploy ends.
+    let lock = crate::lock::take(
+        &ctx.clients,
+        &env,
+        "deploy",
+        tag.commit.clone(),
+        options.lock_wait,
+        &ctx.progress,
+        ctx.interrupt(),
+    )
+    .await?;
+    if tag.dirty && !promoting {
+        ctx.progress.println(format!(
+            "note: the work tree has uncommitted changes; the image is tagged {}",
+            tag.tag
+        ));
+    }
+    let docker = preflight::connect_docker();
+    let source = options.image.as_ref();
+    let prepared = prepare(
+        ctx,
+        &env,
+        &tag,
+        &docker,
+        source,
+        needs_confirmation,
+        &mut phases,
+    )
+    .await?;
+    let (pushed, commit) = push(ctx, &env, &tag, &docker, &prepared, &mut phases).await?;
+    let first = StackPlan::with_image(&env, &prepared.found, &pushed.image);
+    let stack = create_service(ctx, &env, first, prepared.stack, &mut phases).await?;
+
+    // 6. Release.
+    let t = Instant::now();
+    let cluster = stack
+        .stack
+        .output("ECSClusterName", &env.stack_name)?
+        .to_owned();
+    let service = stack
+        .stack
+        .output("WebSocketServiceName", &env.stack_name)?
+        .to_owned();
+    let since = SystemTime::now();
+    let release = release::roll_out(
+        &ctx.clients.ecs,
+        &cluster,
+        &service,
+        env.desired_count,
+        &pushed,
+        commit.as_deref(),
+        &ctx.progress,
+    )
+    .await?;
+    phases.push(Phase::new("release", t.elapsed()));
+
+    // 7. Rollout.
+    let target = rollout::Target {
+        cluster: cluster.clone(),
+        service: service.clone(),
+        deployment_id: Some(release.deployment_id.clone()),
+        timeout: env.timeout,
+        since,
+        restore_to: release.previous_task_definition.clone(),
+    };
+    let (verdict, stopped_tasks, resume) = if options.no_wait {
+        (None, Vec::new(), None)
+    } else {
+        let t = Instant::now();
+        let report = rollout::wait(&ctx.clients, &target, &ctx.progress, ctx.interrupt()).await?;
+        phases.push(Phase::new("rollout", t.elapsed()));
+        if let Some(hint) = rollout::wait::resume_hint(&env.name, &report) {
+            ctx.progress.println(hint);
+        }
+        let resume = rollout::wait::resume_command(&env.name, &report);
+        (Some(report.verdict), report.stopped_tasks, resume)
+    };
+
+    // 8. The smoke test; a failure rolls back to the previous release.
+    let gate = smoke_gate::Gate {
+        clients: &ctx.clients,
+        env: &env,
+        cluster: &cluster,
+        service: &service,
+        previous: release.previous_task_definition.as_deref(),
+        endpoint: options.endpoint.as_deref(),
+    };
+    let t = Instant::now();
+    let smoked = match &verdict {
+        Some(rollout::Verdict::Completed { .. }) if options.smoke => {
+            let smoked = gate.run(&ctx.progress, ctx.interrupt()).await?;
+            if let crate::smoke::Verdict::Ran { .. } = smoked.verdict {
+                phases.push(Phase::new("smoke", t.elapsed()));
+            }
+            Some(smoked)
+        }
+        _ => None,
+    };
+
+    let summary = Summary {
+        environment: env.name.clone(),
+        account: prepared.found.account.clone(),
+        region: ctx.clients.region.clone(),
+        stack: env.stack_name.clone(),
+        cluster,
+        service,
+        endpoint: stack.stack.outputs.get("WebSocketEndpoint").cloned(),
+        image: pushed.image.clone(),
+        image_tag: pushed.tag.clone(),
+        image_digest: pushed.digest.clone(),
+        git_commit: commit.clone(),
+        promoted_from: pushed.origin.clone(),
+        task_definition: release.task_definition_arn.clone(),
+        revision: release.revision.clone(),
+        revision_registered: release.registered,
+        stack_changes: stack.changes,
+        change_sets: stack.change_sets,
+        layers_pushed: pushed.layers_pushed,
+        deployment_id: release.deployment_id.clone(),
+        rollout: verdict.clone(),
+        stopped_tasks,
+        resume,
+        smoke: smoked.as_ref().map(|s| s.verdict.clone()),
+        smoke_rollback: smoked.as_ref().and_then(|s| s.rollback.clone()),
+        phases,
+        compile_seconds: prepared
+            .compile_time
+            .map(|d| (d.as_secs_f64() * 1000.0).round() / 1000.0),
+        total_seconds: started.elapsed().as_secs_f64(),
+    };
+    drop(lock);
+    ctx.print(&summary, || summary.text())?;
+    if let Some(failure) = smoked.as_ref().and_then(|s| s.failure.as_ref()) {
+        ctx.progress.println(format!("error: {failure}"));
+    }
+    Ok(smoked
+        .as_ref()
+        .map(|s| s.exit)
+        .or(verdict.map(|v| v.exit()))
+        .unwrap_or(Exit::Success))
+}
+
+/// Step 1: The environment with the options applied, and whether the deploy must ask before
+/// changing the stack (prod, without `--yes`: only possible on a terminal).
+fn environment(ctx: &Context, options: &Options) -> anyhow::Result<(Environment, bool)> {
+    let mut env = ctx.env.clone();
     if let Some(timeout) = options.timeout {
         env.timeout = timeout;
+    }
+    if let Some(role) = &options.cloudformation_role_arn {
+        env.cloudformation_role_arn = Some(role.clone());
     }
     let needs_confirmation = env.name == "prod" && !options.yes;
     if needs_confirmation && !std::io::stdin().is_terminal() {
@@ -91,44 +235,61 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
              pass --yes to deploy without asking",
         ));
     }
-    let config = crate::aws::sdk_config(global, env.region.as_deref()).await;
-    let region = config.region().map_or_else(String::new, |r| r.to_string());
-    let clients = Clients::new(&config);
-    let progress = Progress::new();
-    let interrupt = Interrupt::install();
-    let mut phases = Vec::new();
+    Ok((env, needs_confirmation))
+}
 
-    // 2. Preflight, and the image build started beside it: building changes nothing in AWS,
-    // and on a first deploy it is the longest step.
-    let tag = image::tag::for_context(&env.build.context);
-    if tag.dirty {
-        progress.println(format!(
-            "note: the work tree has uncommitted changes; the image is tagged {}",
-            tag.tag
-        ));
-    }
-    let docker = preflight::connect_docker();
+/// What steps 2 and 3 leave for the push: the image built here, or the one to promote.
+struct Prepared {
+    found: preflight::Found,
+    stack: StackApplied,
+    built: Option<image::build::Built>,
+    promoted: Option<image::promote::Resolved>,
+    compile_time: Option<Duration>,
+}
+
+/// Step 2: Preflight, with the compile and image build started beside it (building changes nothing
+/// in AWS, and on a first deploy it is the longest step); a failed preflight drops (cancels)
+/// the build. Step 3: then the stack change set beside the rest of the build, so the build never
+/// waits for CloudFormation. A promotion builds nothing: its source image is looked up
+/// (and checked to be in its repository) right after preflight, before anything changes.
+async fn prepare(
+    ctx: &Context,
+    env: &Environment,
+    tag: &image::tag::ImageTag,
+    docker: &anyhow::Result<bollard::Docker>,
+    promote: Option<&image::promote::Source>,
+    needs_confirmation: bool,
+    phases: &mut Vec<Phase>,
+) -> anyhow::Result<Prepared> {
+    let (progress, interrupt) = (&ctx.progress, ctx.interrupt());
     let build = async {
-        let docker = preflight::engine(&docker)?;
-        let compile = compile::run(&env.build, &progress, &interrupt).await?;
+        if promote.is_some() {
+            return anyhow::Ok(None);
+        }
+        let docker = preflight::engine(docker)?;
+        let compile = compile::run(&env.build, progress, interrupt).await?;
         let t = Instant::now();
         let built = image::build::build(
             docker,
             &env.build,
             &env.repository,
-            &tag,
-            &progress,
-            &interrupt,
+            tag,
+            progress,
+            interrupt,
         )
         .await?;
-        anyhow::Ok((compile, built, t.elapsed()))
+        anyhow::Ok(Some((compile, built, t.elapsed())))
     };
     tokio::pin!(build);
     let t = Instant::now();
-    let preflight = preflight::run(&clients, &env, &docker, &progress);
+    let preflight = preflight::run(
+        &ctx.clients,
+        env,
+        promote.is_none().then_some(docker),
+        progress,
+    );
     tokio::pin!(preflight);
     let mut built_early = None;
-    // A failed preflight returns here, dropping (cancelling) the build.
     let found = loop {
         tokio::select! {
             found = &mut preflight => break found?,
@@ -136,6 +297,10 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
         }
     };
     phases.push(Phase::new("preflight", t.elapsed()));
+    let promoted = match promote {
+        Some(source) => Some(resolve_promotion(ctx, env, source).await?),
+        None => None,
+    };
     let build = async {
         match built_early {
             Some(built) => built,
@@ -143,23 +308,22 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
         }
     };
 
-    // 3. The stack beside the rest of the build.
     let stack_work = async {
         let t = Instant::now();
-        let plan = StackPlan::first(&env, &found);
+        let plan = StackPlan::first(env, &found);
         let outcome = apply_stack(
-            &clients,
-            &env,
+            &ctx.clients,
+            env,
             plan,
             needs_confirmation,
-            &progress,
-            &interrupt,
+            progress,
+            interrupt,
         )
         .await?;
         anyhow::Ok((outcome, t.elapsed()))
     };
     let (built, stacked) = tokio::join!(build, stack_work);
-    let ((stack_out, stack_time), (compile_time, built, build_time)) = match (stacked, built) {
+    let ((stack, stack_time), built) = match (stacked, built) {
         (Ok(s), Ok(b)) => (s, b),
         (Err(err), _) => return Err(err),
         (Ok((outcome, _)), Err(err)) => {
@@ -172,123 +336,146 @@ pub async fn run(global: &Global, options: Options) -> anyhow::Result<Exit> {
         }
     };
     phases.push(Phase::new("stack", stack_time));
-    phases.push(Phase::new("build", build_time));
+    let compile_time = built.as_ref().and_then(|(compile, _, _)| *compile);
+    if let Some((_, _, build_time)) = &built {
+        phases.push(Phase::new("build", *build_time));
+    }
+    Ok(Prepared {
+        found,
+        stack,
+        built: built.map(|(_, built, _)| built),
+        promoted,
+        compile_time,
+    })
+}
 
-    // 4. Push.
+/// 2b. The image to promote: its digest, checked to be in its repository.
+async fn resolve_promotion(
+    ctx: &Context,
+    env: &Environment,
+    source: &image::promote::Source,
+) -> anyhow::Result<image::promote::Resolved> {
+    let step = ctx.progress.step("image");
+    match image::promote::resolve(&ctx.settings_file, env, &ctx.clients, source).await {
+        Ok(resolved) => {
+            step.finish(format!("promoting {}", resolved.origin()));
+            Ok(resolved)
+        }
+        Err(err) => {
+            step.fail("not promoted");
+            Err(err)
+        }
+    }
+}
+
+/// Step 4: Pushes the image to the stack's repository (needs both: the image and the repository),
+/// or copies the promoted one there registry to registry. Returns it with its commit.
+async fn push(
+    ctx: &Context,
+    env: &Environment,
+    tag: &image::tag::ImageTag,
+    docker: &anyhow::Result<bollard::Docker>,
+    prepared: &Prepared,
+    phases: &mut Vec<Phase>,
+) -> anyhow::Result<(image::push::Pushed, Option<String>)> {
     let t = Instant::now();
-    let repository = stack_out
-        .stack
+    let stack = &prepared.stack.stack;
+    let repository = stack
         .output("WebSocketRepositoryUri", &env.stack_name)?
         .to_owned();
-    let login = image::push::ecr_login(&clients.ecr).await?;
-    let docker = preflight::engine(&docker)?;
-    let source = image::push::Source {
-        local_ref: &built.local_ref,
-        image_id: &built.image_id,
-        repository: &repository,
-        repository_name: stack_out.stack.output("RepositoryName", &env.stack_name)?,
-        tag: &tag.tag,
-    };
-    let pushed =
-        image::push::push(docker, &clients.ecr, &source, &login, &progress, &interrupt).await?;
-    phases.push(Phase::new("push", t.elapsed()));
+    let login = image::push::ecr_login(&ctx.clients.ecr).await?;
+    match (&prepared.promoted, &prepared.built) {
+        (Some(resolved), _) => {
+            let step = ctx.progress.step("copy");
+            let copied = match image::promote::copy(&login, resolved, &repository).await {
+                Ok(copied) => copied,
+                Err(err) => {
+                    step.fail("not copied");
+                    return Err(err);
+                }
+            };
+            step.finish(format!(
+                "{} into {repository} ({} blob(s) copied, {} already there)",
+                copied.digest, copied.layers_pushed, copied.layers_existing
+            ));
+            phases.push(Phase::new("copy", t.elapsed()));
+            Ok((copied, resolved.commit.clone()))
+        }
+        (None, Some(built)) => {
+            let docker = preflight::engine(docker)?;
+            let source = image::push::Source {
+                local_ref: &built.local_ref,
+                image_id: &built.image_id,
+                repository: &repository,
+                repository_name: stack.output("RepositoryName", &env.stack_name)?,
+                tag: &tag.tag,
+            };
+            let pushed = image::push::push(
+                docker,
+                &ctx.clients.ecr,
+                &source,
+                &login,
+                &ctx.progress,
+                ctx.interrupt(),
+            )
+            .await?;
+            phases.push(Phase::new("push", t.elapsed()));
+            Ok((pushed, tag.commit.clone()))
+        }
+        (None, None) => anyhow::bail!("nothing was built or promoted"),
+    }
+}
 
-    // 5. First deploy: now that the image exists, the stack creates the service with it.
-    let mut stack = stack_out.stack;
-    let mut stack_changes = stack_out.changes;
-    let mut change_sets = usize::from(stack_out.change_set);
-    if stack
+/// The stack after every operation of this deploy, with their counts for the summary.
+struct StackDone {
+    stack: Stack,
+    changes: usize,
+    change_sets: usize,
+}
+
+/// Step 5: First deploy only (the stack has no image yet): now that the image exists, the stack
+/// gets it and creates the service, so no task ever needs an image not in the repository.
+async fn create_service(
+    ctx: &Context,
+    env: &Environment,
+    plan: StackPlan,
+    first: StackApplied,
+    phases: &mut Vec<Phase>,
+) -> anyhow::Result<StackDone> {
+    let mut done = StackDone {
+        changes: first.changes,
+        change_sets: usize::from(first.change_set),
+        stack: first.stack,
+    };
+    let has_image = done
+        .stack
         .parameters
         .get("ImageUri")
-        .is_none_or(|v| v.is_empty())
-    {
-        let t = Instant::now();
-        let plan = StackPlan::with_image(&env, &found, &pushed.image);
-        let outcome = apply_stack(&clients, &env, plan, false, &progress, &interrupt).await?;
-        stack = outcome.stack;
-        stack_changes += outcome.changes;
-        change_sets += usize::from(outcome.change_set);
-        phases.push(Phase::new("service", t.elapsed()));
+        .is_some_and(|v| !v.is_empty());
+    if has_image {
+        return Ok(done);
     }
-
-    // 6. Release.
     let t = Instant::now();
-    let cluster = stack.output("ECSClusterName", &env.stack_name)?.to_owned();
-    let service = stack
-        .output("WebSocketServiceName", &env.stack_name)?
-        .to_owned();
-    let since = SystemTime::now();
-    let release = release::roll_out(
-        &clients.rollout.ecs,
-        &cluster,
-        &service,
-        env.desired_count,
-        &pushed,
-        tag.commit.as_deref(),
-        &progress,
+    let outcome = apply_stack(
+        &ctx.clients,
+        env,
+        plan,
+        false,
+        &ctx.progress,
+        ctx.interrupt(),
     )
     .await?;
-    phases.push(Phase::new("release", t.elapsed()));
-
-    // 7. Rollout.
-    let (verdict, stopped_tasks, resume) = if options.no_wait {
-        (None, Vec::new(), None)
-    } else {
-        let t = Instant::now();
-        let target = rollout::Target {
-            cluster: cluster.clone(),
-            service: service.clone(),
-            deployment_id: Some(release.deployment_id.clone()),
-            timeout: env.timeout,
-            since,
-            restore_to: release.previous_task_definition.clone(),
-        };
-        let report = rollout::wait(&clients.rollout, &target, &progress, &interrupt).await?;
-        phases.push(Phase::new("rollout", t.elapsed()));
-        if let Some(hint) = rollout::wait::resume_hint(&env.name, &report) {
-            progress.println(hint);
-        }
-        let resume = rollout::wait::resume_command(&env.name, &report);
-        (Some(report.verdict), report.stopped_tasks, resume)
-    };
-
-    let summary = Summary {
-        environment: env.name.clone(),
-        account: found.account.clone(),
-        region,
-        stack: env.stack_name.clone(),
-        cluster,
-        service,
-        endpoint: stack.outputs.get("WebSocketEndpoint").cloned(),
-        image: pushed.image.clone(),
-        image_tag: pushed.tag.clone(),
-        image_digest: pushed.digest.clone(),
-        git_commit: tag.commit.clone(),
-        task_definition: release.task_definition_arn.clone(),
-        revision: release.revision.clone(),
-        revision_registered: release.registered,
-        stack_changes,
-        change_sets,
-        layers_pushed: pushed.layers_pushed,
-        deployment_id: release.deployment_id.clone(),
-        rollout: verdict.clone(),
-        stopped_tasks,
-        resume,
-        phases,
-        compile_seconds: compile_time.map(|d| (d.as_secs_f64() * 1000.0).round() / 1000.0),
-        total_seconds: started.elapsed().as_secs_f64(),
-    };
-    match global.output {
-        Format::Json => output::print_json(&summary)?,
-        Format::Text => print!("{}", summary.text()),
-    }
-    Ok(verdict.map_or(Exit::Success, |v| v.exit()))
+    done.stack = outcome.stack;
+    done.changes += outcome.changes;
+    done.change_sets += usize::from(outcome.change_set);
+    phases.push(Phase::new("service", t.elapsed()));
+    Ok(done)
 }
 
 /// The parameters for the service stack.
 struct StackPlan {
     /// The stack as preflight found it (or as the first operation left it).
-    state: StackState,
+    state: Readiness,
     parameters: Vec<Parameter>,
 }
 
@@ -296,7 +483,7 @@ impl StackPlan {
     /// The first stack operation of a deploy: everything from settings and preflight; the image
     /// stays as it is (empty on creation: no service until the image is pushed).
     fn first(env: &Environment, found: &preflight::Found) -> Self {
-        let ready = matches!(found.stack, StackState::Ready);
+        let ready = matches!(found.stack, Readiness::Ready);
         let mut parameters = common_parameters(env, found);
         if ready {
             parameters.push(keep("ImageUri"));
@@ -317,7 +504,7 @@ impl StackPlan {
         parameters.push(param("ImageUri", image));
         parameters.push(param("DesiredCount", env.desired_count.to_string()));
         Self {
-            state: StackState::Ready,
+            state: Readiness::Ready,
             parameters,
         }
     }
@@ -369,8 +556,8 @@ fn common_parameters(env: &Environment, found: &preflight::Found) -> Vec<Paramet
 }
 
 /// A stack operation's result.
-struct StackOutcome {
-    stack: state::Stack,
+struct StackApplied {
+    stack: Stack,
     status: String,
     changes: usize,
     /// Whether CloudFormation computed a change set (not when the stack already was as asked).
@@ -385,15 +572,15 @@ async fn apply_stack(
     confirm: bool,
     progress: &Progress,
     interrupt: &Interrupt,
-) -> anyhow::Result<StackOutcome> {
+) -> anyhow::Result<StackApplied> {
     let step = progress.step(format!("stack {}", env.stack_name));
     let kind = match plan.state {
-        StackState::Missing { in_review: true } => {
+        Readiness::Missing { in_review: true } => {
             remove_empty_stack(clients, env, &step, interrupt).await?;
             ChangeSetType::Create
         }
-        StackState::Missing { in_review: false } => ChangeSetType::Create,
-        StackState::Ready => ChangeSetType::Update,
+        Readiness::Missing { in_review: false } => ChangeSetType::Create,
+        Readiness::Ready => ChangeSetType::Update,
     };
     let tags = vec![
         Tag::builder().key("Environment").value(&env.name).build(),
@@ -405,15 +592,18 @@ async fn apply_stack(
         template_body: TEMPLATE,
         parameters: plan.parameters,
         tags,
+        role_arn: env.cloudformation_role_arn.as_deref(),
     };
     let as_asked = match kind {
-        ChangeSetType::Update => unchanged::already_applied(&clients.cfn, &request).await,
+        ChangeSetType::Update => {
+            unchanged::already_applied(&clients.cloudformation, &request).await
+        }
         _ => None,
     };
     let change_set = as_asked.is_none();
     let planned = if change_set {
         step.set_message("computing the change set");
-        changeset::plan(&clients.cfn, request).await?
+        changeset::plan(&clients.cloudformation, request).await?
     } else {
         Planned::NoChanges
     };
@@ -425,7 +615,7 @@ async fn apply_stack(
             };
             step.finish(format!("up to date ({})", stack.status));
             let status = stack.status.clone();
-            return Ok(StackOutcome {
+            return Ok(StackApplied {
                 stack,
                 status,
                 changes: 0,
@@ -434,7 +624,31 @@ async fn apply_stack(
         }
         Planned::Ready(set) => set,
     };
-    let verb = if kind == ChangeSetType::Create {
+    show_changes(&step, &kind, &set);
+    if confirm && !ask(progress, &format!("Apply these changes to {}?", env.name)) {
+        changeset::delete(&clients.cloudformation, &set.id).await;
+        step.fail("cancelled");
+        return Err(fail(Exit::Failure, "cancelled: the stack was not changed"));
+    }
+    let outcome = execute_and_watch(clients, env, &set, &step, interrupt).await?;
+    if let Some((line, err)) = watch_failure(env, &outcome) {
+        step.fail(line);
+        return Err(err);
+    }
+    let status = outcome.status;
+    let stack = read_stack(clients, env).await?;
+    step.finish(format!("{status} ({} change(s))", set.changes.len()));
+    Ok(StackApplied {
+        stack,
+        status,
+        changes: set.changes.len(),
+        change_set: true,
+    })
+}
+
+/// Lists the change set's resource changes under the stack step.
+fn show_changes(step: &crate::progress::Step, kind: &ChangeSetType, set: &changeset::ChangeSet) {
+    let verb = if *kind == ChangeSetType::Create {
         "create"
     } else {
         "update"
@@ -447,44 +661,55 @@ async fn apply_stack(
             step.println(format!("  {}", change.line()));
         }
     }
-    if confirm && !ask(progress, &format!("Apply these changes to {}?", env.name)) {
-        changeset::delete(&clients.cfn, &set.id).await;
-        step.fail("cancelled");
-        return Err(fail(Exit::Failure, "cancelled: the stack was not changed"));
-    }
+}
+
+/// Executes the change set and watches the stack until CloudFormation is done, or Ctrl-C
+/// stops the watching (not CloudFormation).
+async fn execute_and_watch(
+    clients: &Clients,
+    env: &Environment,
+    set: &changeset::ChangeSet,
+    step: &crate::progress::Step,
+    interrupt: &Interrupt,
+) -> anyhow::Result<events::StackOutcome> {
     // Events after the newest one so far are this operation's (AWS's clock, not ours).
-    let since = events::latest_event_time(&clients.cfn, &env.stack_name)
+    let since = events::latest_event_time(&clients.cloudformation, &env.stack_name)
         .await
         .map_or(SystemTime::UNIX_EPOCH, |t| t + Duration::from_millis(1));
-    changeset::execute(&clients.cfn, &set).await?;
-    let outcome = events::watch(&clients.cfn, &env.stack_name, since, &step, interrupt).await?;
+    changeset::execute(&clients.cloudformation, set).await?;
+    let outcome = events::watch(
+        &clients.cloudformation,
+        &env.stack_name,
+        since,
+        step,
+        interrupt,
+    )
+    .await?;
+    Ok(outcome)
+}
+
+/// How a watched stack operation that did not succeed is shown (its step's last line) and
+/// ends the deploy; `None` when it succeeded.
+fn watch_failure(
+    env: &Environment,
+    outcome: &events::StackOutcome,
+) -> Option<(String, anyhow::Error)> {
     if outcome.interrupted {
-        step.fail("stopped watching");
-        return Err(fail(
+        let err = fail(
             Exit::Interrupted,
             format!(
                 "stopped watching stack {} ({}); CloudFormation carries on and rolls back by \
                  itself on failure. Watch it with: wsctl status --env {}",
                 env.stack_name, outcome.status, env.name
             ),
-        ));
+        );
+        return Some(("stopped watching".into(), err));
     }
     if !outcome.succeeded() {
-        step.fail(outcome.status.clone());
-        return Err(fail(Exit::Failure, outcome.failure_report()));
+        let err = fail(Exit::Failure, outcome.failure_report());
+        return Some((outcome.status.clone(), err));
     }
-    let stack = read_stack(clients, env).await?;
-    step.finish(format!(
-        "{} ({} change(s))",
-        outcome.status,
-        set.changes.len()
-    ));
-    Ok(StackOutcome {
-        stack,
-        status: outcome.status,
-        changes: set.changes.len(),
-        change_set: true,
-    })
+    None
 }
 
 /// A stack in REVIEW_IN_PROGRESS holds no resources (its creating change set was never
@@ -501,22 +726,28 @@ async fn remove_empty_stack(
     ));
     let since = SystemTime::now();
     clients
-        .cfn
+        .cloudformation
         .delete_stack()
         .stack_name(&env.stack_name)
         .send()
         .await
-        .map_err(crate::aws::error)
-        .with_context(|| format!("deleting the empty stack {}", env.stack_name))?;
-    let outcome = events::watch(&clients.cfn, &env.stack_name, since, step, interrupt).await?;
+        .aws_context(|| format!("deleting the empty stack {}", env.stack_name))?;
+    let outcome = events::watch(
+        &clients.cloudformation,
+        &env.stack_name,
+        since,
+        step,
+        interrupt,
+    )
+    .await?;
     if outcome.status != "DELETE_COMPLETE" {
         return Err(fail(Exit::Failure, outcome.failure_report()));
     }
     Ok(())
 }
 
-async fn read_stack(clients: &Clients, env: &Environment) -> anyhow::Result<state::Stack> {
-    state::read(&clients.cfn, &env.stack_name)
+async fn read_stack(clients: &Clients, env: &Environment) -> anyhow::Result<Stack> {
+    stack::describe(&clients.cloudformation, &env.stack_name)
         .await?
         .ok_or_else(|| {
             fail(
@@ -527,7 +758,7 @@ async fn read_stack(clients: &Clients, env: &Environment) -> anyhow::Result<stat
 }
 
 /// Asks a yes/no question on the terminal; anything but "y"/"yes" is no.
-fn ask(progress: &Progress, question: &str) -> bool {
+pub fn ask(progress: &Progress, question: &str) -> bool {
     progress.suspend(|| {
         eprint!("{question} [y/N] ");
         let mut answer = String::new();

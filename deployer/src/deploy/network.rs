@@ -1,13 +1,14 @@
 //! The VPC and subnets of the load balancer and tasks. An ALB needs subnets in at least two
-//! availability zones; the seed scripts took the first two subnets, which can share a zone and
-//! then fail deep inside CloudFormation. Here: one subnet per zone, checked up front.
+//! availability zones; taking the first two subnets (as shell deploy scripts often do) can pick
+//! two in one zone and then fail deep inside CloudFormation. Here: one subnet per zone,
+//! checked up front.
 
 use std::collections::BTreeMap;
 
-use anyhow::Context as _;
 use aws_sdk_ec2::types::Filter;
 use serde::Serialize;
 
+use crate::aws::AwsResultExt as _;
 use crate::exit::{Exit, fail};
 use crate::settings::Environment;
 
@@ -46,8 +47,7 @@ pub async fn resolve(ec2: &aws_sdk_ec2::Client, env: &Environment) -> anyhow::Re
     let out = request
         .send()
         .await
-        .map_err(crate::aws::error)
-        .with_context(|| format!("listing the subnets of {vpc_id}"))?;
+        .aws_context(|| format!("listing the subnets of {vpc_id}"))?;
     let subnets: Vec<(String, String, String)> = out
         .subnets()
         .iter()
@@ -74,8 +74,7 @@ async fn vpc_cidrs(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> anyhow::Result<Ve
         .vpc_ids(vpc_id)
         .send()
         .await
-        .map_err(crate::aws::error)
-        .with_context(|| format!("reading the address ranges of {vpc_id}"))?;
+        .aws_context(|| format!("reading the address ranges of {vpc_id}"))?;
     let vpc = out
         .vpcs()
         .first()
@@ -109,8 +108,7 @@ async fn default_vpc(ec2: &aws_sdk_ec2::Client) -> anyhow::Result<String> {
         .filters(Filter::builder().name("is-default").values("true").build())
         .send()
         .await
-        .map_err(crate::aws::error)
-        .context("looking up the default VPC")?;
+        .aws_context(|| "looking up the default VPC")?;
     out.vpcs()
         .first()
         .and_then(|v| v.vpc_id())

@@ -7,37 +7,46 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bollard::Docker;
 
-use super::Clients;
 use super::main_stack::{self, MainOutputs};
 use super::network::{self, Network};
-use super::stack::state::{self, StackState};
+use crate::aws::AwsResultExt as _;
+use crate::clients::Clients;
 use crate::exit::{Exit, classify, fail};
 use crate::progress::Progress;
 use crate::settings::Environment;
+use crate::stack::readiness::{self, Readiness};
 
 /// What preflight found.
 pub struct Found {
     pub account: String,
     pub main: MainOutputs,
     pub network: Network,
-    pub stack: StackState,
+    pub stack: Readiness,
 }
 
 /// Runs every check concurrently; fails with all failures listed. `docker` is the engine
-/// the image is built on (`connect_docker`), already in use by the build.
+/// the image is built on (`connect_docker`), already in use by the build; `None` when the
+/// deploy builds nothing (a promotion).
 pub async fn run(
     clients: &Clients,
     env: &Environment,
-    docker: &anyhow::Result<Docker>,
+    docker: Option<&anyhow::Result<Docker>>,
     progress: &Progress,
 ) -> anyhow::Result<Found> {
     let step = progress.step("preflight");
     let (account, docker, main, network, stack) = tokio::join!(
         account(&clients.sts),
-        docker_answers(docker),
-        main_stack::outputs(&clients.cfn, &env.main_stack),
+        async {
+            match docker {
+                Some(docker) => docker_answers(docker)
+                    .await
+                    .map(|v| format!("Docker {v}, ")),
+                None => Ok(String::new()),
+            }
+        },
+        main_stack::outputs(&clients.cloudformation, &env.main_stack),
         network::resolve(&clients.ec2, env),
-        state::for_deploy(&clients.cfn, &env.stack_name, &env.name),
+        readiness::for_deploy(&clients.cloudformation, &env.stack_name, &env.name),
     );
     match (account, docker, main, network, stack) {
         (Ok(account), Ok(docker_version), Ok(main), Ok(network), Ok(stack)) => {
@@ -50,7 +59,7 @@ pub async fn run(
                 format!("tasks in private {}", network.task_subnet_ids.join(", "))
             };
             step.finish(format!(
-                "account {account}, Docker {docker_version}, main stack {}, {} ({}), {tasks}",
+                "account {account}, {docker_version}main stack {}, {} ({}), {tasks}",
                 env.main_stack,
                 network.vpc_id,
                 network.zones.join(", ")
@@ -94,15 +103,10 @@ pub async fn run(
 }
 
 async fn account(sts: &aws_sdk_sts::Client) -> anyhow::Result<String> {
-    let out = sts
-        .get_caller_identity()
-        .send()
-        .await
-        .map_err(crate::aws::error)
-        .context(
-            "AWS credentials do not work (GetCallerIdentity): set AWS_PROFILE or --profile, or \
-             AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
-        )?;
+    let out = sts.get_caller_identity().send().await.aws_context(|| {
+        "AWS credentials do not work (GetCallerIdentity): set AWS_PROFILE or --profile, or \
+             AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+    })?;
     Ok(out.account().unwrap_or_default().to_owned())
 }
 

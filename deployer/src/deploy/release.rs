@@ -9,15 +9,18 @@ use aws_sdk_ecs::types::{Tag, TaskDefinition, TaskDefinitionField};
 use serde::Serialize;
 
 use super::image::push::Pushed;
+use crate::aws::AwsResultExt as _;
 use crate::exit::{Exit, fail};
+use crate::live_service::{primary_deployment, require_service};
 use crate::progress::Progress;
 use crate::rollout::verdict::short_td;
-use crate::rollout::wait::{describe_service, primary_deployment};
 
 /// Task definition tags wsctl writes (read by `wsctl releases`).
 pub const TAG_COMMIT: &str = "wsctl:git-commit";
 pub const TAG_IMAGE_TAG: &str = "wsctl:image-tag";
 pub const TAG_DIGEST: &str = "wsctl:image-digest";
+/// Where a promoted image came from: `ENV@sha256:...` (`deploy --image-from`) or the image.
+pub const TAG_ORIGIN: &str = "wsctl:promoted-from";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Release {
@@ -46,7 +49,7 @@ pub async fn roll_out(
     progress: &Progress,
 ) -> anyhow::Result<Release> {
     let step = progress.step("release");
-    let service = describe_service(ecs, cluster, service_name).await?;
+    let service = require_service(ecs, cluster, service_name).await?;
     let current = service
         .task_definition()
         .context("the service names no task definition")?
@@ -57,8 +60,7 @@ pub async fn roll_out(
         .include(TaskDefinitionField::Tags)
         .send()
         .await
-        .map_err(crate::aws::error)
-        .with_context(|| format!("describing task definition {current}"))?;
+        .aws_context(|| format!("describing task definition {current}"))?;
     let td = described
         .task_definition()
         .with_context(|| format!("task definition {current} not found"))?;
@@ -106,8 +108,7 @@ pub async fn roll_out(
         let out = update
             .send()
             .await
-            .map_err(crate::aws::error)
-            .with_context(|| format!("updating service {service_name} to {}", short_td(&arn)))?;
+            .aws_context(|| format!("updating service {service_name} to {}", short_td(&arn)))?;
         primary_deployment(out.service())
     } else {
         primary_deployment(Some(&service))
@@ -150,6 +151,9 @@ fn release_tags(pushed: &Pushed, commit: Option<&str>) -> Vec<Tag> {
     ];
     if let Some(commit) = commit {
         tags.push(Tag::builder().key(TAG_COMMIT).value(commit).build());
+    }
+    if let Some(origin) = &pushed.origin {
+        tags.push(Tag::builder().key(TAG_ORIGIN).value(origin).build());
     }
     tags
 }
@@ -200,7 +204,8 @@ async fn register_copy(
         .iter()
         .filter(|t| {
             t.key().is_some_and(|k| {
-                !k.starts_with("aws:") && ![TAG_COMMIT, TAG_IMAGE_TAG, TAG_DIGEST].contains(&k)
+                !k.starts_with("aws:")
+                    && ![TAG_COMMIT, TAG_IMAGE_TAG, TAG_DIGEST, TAG_ORIGIN].contains(&k)
             })
         })
         .cloned()
@@ -231,8 +236,7 @@ async fn register_copy(
         .set_tags(Some(new_tags))
         .send()
         .await
-        .map_err(crate::aws::error)
-        .with_context(|| format!("registering a new revision of {family}"))?;
+        .aws_context(|| format!("registering a new revision of {family}"))?;
     out.task_definition()
         .and_then(|t| t.task_definition_arn())
         .map(str::to_owned)

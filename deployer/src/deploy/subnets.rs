@@ -8,10 +8,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::Context as _;
 use aws_sdk_ec2::types::{Filter, RouteTable};
 
 use super::network::{self, Network};
+use crate::aws::AwsResultExt as _;
 use crate::exit::{Exit, fail};
 
 /// How a subnet reaches the internet.
@@ -85,8 +85,7 @@ pub async fn routing(
         .send()
         .collect::<Result<_, _>>()
         .await
-        .map_err(crate::aws::error)
-        .with_context(|| format!("reading the route tables of {vpc_id}"))?;
+        .aws_context(|| format!("reading the route tables of {vpc_id}"))?;
     let endpoints: Vec<String> = ec2
         .describe_vpc_endpoints()
         .filters(by_vpc())
@@ -95,8 +94,7 @@ pub async fn routing(
         .send()
         .collect::<Result<Vec<_>, _>>()
         .await
-        .map_err(crate::aws::error)
-        .with_context(|| format!("reading the VPC endpoints of {vpc_id}"))?
+        .aws_context(|| format!("reading the VPC endpoints of {vpc_id}"))?
         .into_iter()
         .filter(|e| {
             e.state()

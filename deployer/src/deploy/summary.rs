@@ -22,6 +22,8 @@ pub struct Summary {
     pub image_tag: String,
     pub image_digest: String,
     pub git_commit: Option<String>,
+    /// For `--image-from`/`--image`: where the image came from (`staging@sha256:...`).
+    pub promoted_from: Option<String>,
     pub task_definition: String,
     /// `family:revision`.
     pub revision: String,
@@ -37,6 +39,11 @@ pub struct Summary {
     pub stopped_tasks: Vec<StoppedTask>,
     /// The command that resumes watching, when the rollout goes on in ECS.
     pub resume: Option<String>,
+    /// The smoke test after the rollout; `None` when it was not run (`--no-smoke`, `--no-wait`,
+    /// a rollout that did not complete).
+    pub smoke: Option<crate::smoke::Verdict>,
+    /// The rollback after a failed smoke test, and how it ended.
+    pub smoke_rollback: Option<crate::deploy::smoke_gate::Rollback>,
     /// Seconds per phase, in order.
     pub phases: Vec<Phase>,
     /// The pre-build (compile) time, reported apart: it dominates.
@@ -97,12 +104,21 @@ impl Summary {
             ("image", self.image.clone()),
             ("digest", self.image_digest.clone()),
         ];
+        if let Some(origin) = &self.promoted_from {
+            rows.push(("promoted", format!("from {origin} (not rebuilt)")));
+        }
         if let Some(commit) = &self.git_commit {
             rows.push(("commit", commit.clone()));
         }
         rows.push(("revision", revision));
         rows.push(("deploy id", self.deployment_id.clone()));
         rows.push(("rollout", rollout));
+        if let Some(smoke) = &self.smoke {
+            rows.push(("smoke", smoke.describe()));
+        }
+        if let Some(back) = &self.smoke_rollback {
+            rows.push(("restored", back.describe()));
+        }
         if let Some(resume) = &self.resume {
             rows.push(("resume", resume.clone()));
         }
@@ -120,6 +136,7 @@ impl Summary {
                 .rollout
                 .as_ref()
                 .is_none_or(|v| matches!(v, Verdict::Completed { .. }))
+                && self.smoke_rollback.is_none()
             {
                 "Deployed"
             } else {

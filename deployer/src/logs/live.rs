@@ -2,6 +2,7 @@
 //! instead of polled. A session lasts up to three hours; the caller starts a new one, or
 //! falls back to polling where the API cannot be reached.
 
+use crate::aws::AwsResultExt as _;
 use anyhow::{Context as _, anyhow, bail};
 use aws_sdk_cloudwatchlogs::types::{
     LiveTailSessionLogEvent, StartLiveTailResponseStream, error::StartLiveTailResponseStreamError,
@@ -82,8 +83,7 @@ pub async fn start(
         .set_log_event_filter_pattern(query.filter.clone())
         .send()
         .await
-        .map_err(crate::aws::error)
-        .context("starting a live tail session (StartLiveTail)")?;
+        .aws_context(|| "starting a live tail session (StartLiveTail)")?;
     let mut stream = output.response_stream;
     match stream.recv().await {
         Ok(Some(StartLiveTailResponseStream::SessionStart(_))) => Ok(Session { stream }),

@@ -43,7 +43,7 @@ impl Event {
     /// The task the event came from: the last part of the awslogs stream name
     /// (`prefix/container/task-id`).
     pub fn task(&self) -> &str {
-        self.stream.rsplit('/').next().unwrap_or(&self.stream)
+        crate::live_service::task_id(&self.stream)
     }
 }
 

@@ -15,7 +15,7 @@ pub async fn for_task(
     task: &str,
 ) -> anyhow::Result<Vec<String>> {
     // A task ARN is accepted too: its id is the last part.
-    let task = task.rsplit('/').next().unwrap_or(task);
+    let task = crate::live_service::task_id(task);
     let mut pages = logs
         .describe_log_streams()
         .log_group_name(log_group)
@@ -32,7 +32,7 @@ pub async fn for_task(
             .iter()
             .filter_map(|s| s.log_stream_name())
         {
-            let id = name.rsplit('/').next().unwrap_or(name);
+            let id = crate::live_service::task_id(name);
             if id.starts_with(task) || name.starts_with(task) {
                 matched.push(name.to_owned());
             }

@@ -1,5 +1,6 @@
 //! An image reference (`registry/repository:tag` or `...@sha256:...`) split into its parts, so
-//! a release can name its tag and digest and its presence can be checked in ECR.
+//! a release can name its tag and digest and its presence can be checked in ECR; digests shown
+//! short ([`short_digest`]).
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ImageRef {
@@ -41,6 +42,17 @@ impl ImageRef {
     /// Whether the image lives in an ECR registry, where its presence can be checked.
     pub fn is_ecr(&self) -> bool {
         self.registry.contains(".dkr.ecr.")
+    }
+}
+
+/// `sha256:` and the first 12 hex digits, enough to tell images apart.
+pub fn short_digest(digest: &str) -> String {
+    let (algo, hex) = digest.split_once(':').unwrap_or(("", digest));
+    let hex: String = hex.chars().take(12).collect();
+    if algo.is_empty() {
+        hex
+    } else {
+        format!("{algo}:{hex}")
     }
 }
 

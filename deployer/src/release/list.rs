@@ -1,7 +1,6 @@
 //! The releases of a task definition family, newest first, with their image, commit and
 //! whether the image is still in the repository.
 
-use anyhow::Context as _;
 use aws_sdk_ecs::types::{SortOrder, TaskDefinitionField, TaskDefinitionStatus};
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt as _, TryStreamExt as _};
@@ -10,6 +9,7 @@ use serde::Serialize;
 use super::image::ImageRef;
 use super::presence::{self, Presence};
 use super::{Revision, commit};
+use crate::aws::AwsResultExt as _;
 use crate::when;
 
 /// One rollback target.
@@ -22,6 +22,8 @@ pub struct Release {
     pub image_tag: Option<String>,
     pub image_digest: Option<String>,
     pub git_commit: Option<String>,
+    /// Where a promoted release's image came from (`staging@sha256:...`).
+    pub promoted_from: Option<String>,
     #[serde(serialize_with = "serialize_time")]
     pub registered_at: Option<DateTime<Utc>>,
     /// Whether the service runs this revision now.
@@ -55,8 +57,7 @@ pub async fn revisions(
         .send()
         .try_collect()
         .await
-        .map_err(crate::aws::error)
-        .with_context(|| format!("listing task definitions of family {family}"))?;
+        .aws_context(|| format!("listing task definitions of family {family}"))?;
     let mut revisions: Vec<(Revision, String)> = arns
         .into_iter()
         .filter_map(|arn| Revision::parse(&arn).map(|rev| (rev, arn)))
@@ -111,8 +112,7 @@ pub async fn describe(
         .include(TaskDefinitionField::Tags)
         .send()
         .await
-        .map_err(crate::aws::error)
-        .with_context(|| format!("describing task definition {revision}"))?;
+        .aws_context(|| format!("describing task definition {revision}"))?;
     let definition = response.task_definition();
     let container = definition.and_then(|d| {
         let containers = d.container_definitions();
@@ -135,6 +135,12 @@ pub async fn describe(
         .into_iter()
         .flatten()
         .map(|(k, v)| (k.as_str(), v.as_str()));
+    let promoted_from = response
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(crate::deploy::release::TAG_ORIGIN))
+        .and_then(|t| t.value())
+        .map(str::to_owned);
     let git_commit = commit::find(tags, labels, parsed.tag.as_deref());
     Ok(Release {
         revision: revision.number,
@@ -147,6 +153,7 @@ pub async fn describe(
         image_digest: parsed.digest,
         image,
         git_commit,
+        promoted_from,
         registered_at: definition
             .and_then(|d| d.registered_at())
             .and_then(when::utc),

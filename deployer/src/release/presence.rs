@@ -3,11 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use anyhow::Context as _;
 use aws_sdk_ecr::types::ImageIdentifier;
 use serde::Serialize;
 
 use super::image::ImageRef;
+use crate::aws::AwsResultExt as _;
 
 /// What ECR says about one image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,25 +63,18 @@ async fn check_repository(
             .repository_name(&repository)
             .set_image_ids(Some(ids))
             .send()
-            .await;
-        let response = match response {
-            Ok(response) => response,
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_repository_not_found_exception()) =>
-            {
-                out.extend(
-                    chunk
-                        .iter()
-                        .map(|(name, _)| (name.clone(), Presence::Missing)),
-                );
-                continue;
-            }
-            Err(err) => {
-                return Err(crate::aws::error(err))
-                    .with_context(|| format!("looking up images in ECR repository {repository}"));
-            }
+            .await
+            .or_missing(
+                |e| e.is_repository_not_found_exception(),
+                || format!("looking up images in ECR repository {repository}"),
+            )?;
+        let Some(response) = response else {
+            out.extend(
+                chunk
+                    .iter()
+                    .map(|(name, _)| (name.clone(), Presence::Missing)),
+            );
+            continue;
         };
         for (name, image) in chunk {
             let found = response.images().iter().find_map(|found| {

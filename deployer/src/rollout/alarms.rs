@@ -8,7 +8,8 @@
 use aws_sdk_cloudwatch::types::StateValue;
 
 use super::verdict::{Actor, Verdict};
-use super::wait::{Clients, Target};
+use super::wait::Target;
+use crate::clients::Clients;
 
 /// `verdict`, with the firing deployment alarm(s) named in its reason when ECS rolled back on
 /// alarms (its reason says "alarm"). Best effort: when the names cannot be read, the verdict

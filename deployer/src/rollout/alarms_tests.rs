@@ -18,12 +18,14 @@ use crate::interrupt::Interrupt;
 use crate::progress::Progress;
 use crate::rollout::wait;
 
-const OURS: &str = "ecs-svc/new";
-const TD_NEW: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/ws-dev:8";
-const TD_OLD: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/ws-dev:7";
+pub(crate) const OURS: &str = "ecs-svc/new";
+pub(crate) const TD_NEW: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/ws-dev:8";
+pub(crate) const TD_OLD: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/ws-dev:7";
 const TARGET_5XX: &str = "agenticai-websocket-dev-target-5xx";
 
-fn interceptor(rules: &[&Rule]) -> MockResponseInterceptor {
+/// A mock interceptor answering with the first of `rules` that matches (also for the other
+/// rollout tests).
+pub(crate) fn interceptor(rules: &[&Rule]) -> MockResponseInterceptor {
     rules.iter().fold(
         MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny),
         |i, r| i.with_rule(r),
@@ -49,7 +51,10 @@ pub(crate) fn cloudwatch(rules: &[&Rule]) -> aws_sdk_cloudwatch::Client {
     client!(aws_sdk_cloudwatch, rules)
 }
 
-fn deployment(
+/// A deployment of the service, `desired` tasks wanted and `running` of them up (also for the
+/// other rollout tests).
+pub(crate) fn deployment_of(
+    desired: i32,
     id: &str,
     status: &str,
     state: DeploymentRolloutState,
@@ -61,9 +66,19 @@ fn deployment(
         .status(status)
         .rollout_state(state)
         .task_definition(td)
-        .desired_count(1)
+        .desired_count(desired)
         .running_count(running)
         .build()
+}
+
+fn deployment(
+    id: &str,
+    status: &str,
+    state: DeploymentRolloutState,
+    td: &str,
+    running: i32,
+) -> Deployment {
+    deployment_of(1, id, status, state, td, running)
 }
 
 /// The service with the stack's deployment alarms, and `deployments`.
@@ -135,6 +150,7 @@ async fn wait_with(ecs_rules: &[&Rule], cloudwatch_rules: &[&Rule]) -> wait::Rep
         elb: client!(aws_sdk_elasticloadbalancingv2, &[]),
         logs: client!(aws_sdk_cloudwatchlogs, &[]),
         cloudwatch: cloudwatch(cloudwatch_rules),
+        ..Clients::unreachable()
     };
     let target = Target {
         cluster: "cluster-dev".into(),

@@ -14,4 +14,4 @@ pub mod verdict;
 pub mod wait;
 
 pub use verdict::Verdict;
-pub use wait::{Clients, Target, wait};
+pub use wait::{Target, wait};

@@ -21,21 +21,7 @@ use serde::Serialize;
 
 use crate::exit::Exit;
 
-/// One deployment of the service as ECS describes it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct DeploymentState {
-    pub id: String,
-    /// PRIMARY (the newest), ACTIVE (being replaced) or INACTIVE.
-    pub status: String,
-    /// IN_PROGRESS, COMPLETED or FAILED; absent when the service has no circuit breaker.
-    pub rollout_state: Option<String>,
-    pub rollout_reason: Option<String>,
-    pub task_definition: String,
-    pub desired: i32,
-    pub running: i32,
-    pub pending: i32,
-    pub failed_tasks: i32,
-}
+pub use crate::live_service::DeploymentState;
 
 impl DeploymentState {
     /// Whether ECS is done with this deployment: it is the PRIMARY one, its rollout COMPLETED

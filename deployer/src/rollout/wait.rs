@@ -11,8 +11,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context as _;
-use aws_config::SdkConfig;
 use aws_sdk_ecs::types::{DesiredStatus, Service, Task, TaskDefinitionField};
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthDescription;
 
@@ -20,8 +18,11 @@ use super::verdict::{
     Actor, DeploymentState, Observation, Restore, Rollback, StoppedTask, Targets, TaskTarget,
     Verdict, count_states, judge, settled, short_td,
 };
+use crate::aws::AwsResultExt as _;
+use crate::clients::Clients;
 use crate::exit::{Exit, fail};
 use crate::interrupt::Interrupt;
+use crate::live_service;
 use crate::progress::{Progress, Step, format_duration};
 
 const FIRST_POLL: Duration = Duration::from_millis(200);
@@ -31,27 +32,6 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(20);
 /// How many log lines of a stopped task to show.
 const LOG_LINES: i32 = 20;
-
-/// The AWS clients the wait needs.
-#[derive(Clone, Debug)]
-pub struct Clients {
-    pub ecs: aws_sdk_ecs::Client,
-    pub elb: aws_sdk_elasticloadbalancingv2::Client,
-    pub logs: aws_sdk_cloudwatchlogs::Client,
-    /// Which deployment alarm fired, when ECS rolls back on one (`alarms.rs`).
-    pub cloudwatch: aws_sdk_cloudwatch::Client,
-}
-
-impl Clients {
-    pub fn new(config: &SdkConfig) -> Self {
-        Self {
-            ecs: aws_sdk_ecs::Client::new(config),
-            elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
-            logs: aws_sdk_cloudwatchlogs::Client::new(config),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
-        }
-    }
-}
 
 /// What to wait for.
 #[derive(Clone, Debug)]
@@ -68,6 +48,26 @@ pub struct Target {
     /// service ran before), so the service runs what the verdict says. `None` leaves the
     /// service to ECS, and the verdict says so.
     pub restore_to: Option<String>,
+}
+
+impl Target {
+    /// Follows `deployment_id` of the live service with nothing to put back on failure (a
+    /// rollback is reported, not rolled back again; a count change starts no new release).
+    pub fn on(
+        live: &crate::live_service::LiveService,
+        deployment_id: Option<String>,
+        timeout: Duration,
+        since: SystemTime,
+    ) -> Self {
+        Self {
+            cluster: live.cluster.clone(),
+            service: live.name.clone(),
+            deployment_id,
+            timeout,
+            since,
+            restore_to: None,
+        }
+    }
 }
 
 /// How a wait ended.
@@ -159,6 +159,7 @@ pub async fn wait(
         };
         if verdict.is_final() {
             let verdict = super::alarms::name_the_alarm(clients, target, verdict).await;
+            watch.state_event(&verdict);
             let line = verdict.describe();
             let report = watch.report(verdict, elapsed);
             if report.exit() == Exit::Success {
@@ -169,6 +170,7 @@ pub async fn wait(
             return Ok(report);
         }
         step.set_message(verdict.describe());
+        watch.state_event(&verdict);
 
         let remaining = target.timeout.saturating_sub(elapsed);
         tokio::select! {
@@ -180,47 +182,6 @@ pub async fn wait(
                 return Ok(report);
             }
         }
-    }
-}
-
-/// Looks up one service; a missing service (or cluster) is `Exit::NotFound`.
-pub async fn describe_service(
-    ecs: &aws_sdk_ecs::Client,
-    cluster: &str,
-    service: &str,
-) -> anyhow::Result<Service> {
-    crate::live_service::describe_service(ecs, cluster, service)
-        .await?
-        .ok_or_else(|| {
-            fail(
-                Exit::NotFound,
-                format!("ECS service {service} does not exist in cluster {cluster}"),
-            )
-        })
-}
-
-/// The id of a service's PRIMARY deployment (the one an UpdateService just started).
-pub fn primary_deployment(service: Option<&Service>) -> Option<String> {
-    service?
-        .deployments()
-        .iter()
-        .find(|d| d.status() == Some("PRIMARY"))
-        .and_then(|d| d.id())
-        .map(str::to_owned)
-}
-
-/// The SDK's deployment as the verdict sees it.
-pub fn deployment_state(d: &aws_sdk_ecs::types::Deployment) -> DeploymentState {
-    DeploymentState {
-        id: d.id().unwrap_or_default().to_owned(),
-        status: d.status().unwrap_or_default().to_owned(),
-        rollout_state: d.rollout_state().map(|s| s.as_str().to_owned()),
-        rollout_reason: d.rollout_state_reason().map(str::to_owned),
-        task_definition: d.task_definition().unwrap_or_default().to_owned(),
-        desired: d.desired_count(),
-        running: d.running_count(),
-        pending: d.pending_count(),
-        failed_tasks: d.failed_tasks(),
     }
 }
 
@@ -239,6 +200,8 @@ struct Watch<'a> {
     seen_tasks: HashSet<String>,
     stopped: Vec<StoppedTask>,
     last_health: String,
+    /// The deployment's state at the last `deployment_state` event (`--output ndjson`).
+    last_state: String,
     /// awslogs (group, stream prefix, container) per task definition ARN.
     log_config: HashMap<String, Vec<(String, String, String)>>,
 }
@@ -257,7 +220,21 @@ impl<'a> Watch<'a> {
             seen_tasks: HashSet::new(),
             stopped: Vec::new(),
             last_health: String::new(),
+            last_state: String::new(),
             log_config: HashMap::new(),
+        }
+    }
+
+    /// A `deployment_state` event each time the deployment's state changes (ndjson).
+    fn state_event(&mut self, verdict: &Verdict) {
+        let state = verdict.describe();
+        if state != self.last_state {
+            self.step.event(
+                "deployment_state",
+                serde_json::json!({"deployment_id": self.deployment_id, "state": verdict,
+                    "description": state}),
+            );
+            self.last_state = state;
         }
     }
 
@@ -279,12 +256,12 @@ impl<'a> Watch<'a> {
     /// One poll: everything the verdict needs, shown as it changes.
     async fn poll(&mut self, elapsed: Duration) -> anyhow::Result<Observation> {
         let ecs = &self.clients.ecs;
-        let service = describe_service(ecs, &self.target.cluster, &self.target.service).await?;
+        let service =
+            live_service::require_service(ecs, &self.target.cluster, &self.target.service).await?;
         self.show_new_events(&service);
         let deployment_id = self.deployment_id(&service)?;
         self.collect_stopped_tasks(&deployment_id).await?;
-        let deployments: Vec<DeploymentState> =
-            service.deployments().iter().map(deployment_state).collect();
+        let deployments: Vec<DeploymentState> = live_service::deployments(&service);
         let health = self.target_health(&service).await?;
         let targets = if service.load_balancers().is_empty() {
             Targets::NoLoadBalancer
@@ -345,7 +322,7 @@ impl<'a> Watch<'a> {
                     .task_definition(&td)
                     .send()
                     .await;
-                match updated.map(|out| primary_deployment(out.service())) {
+                match updated.map(|out| live_service::primary_deployment(out.service())) {
                     Ok(Some(id)) => {
                         let reason = format!("the new release failed fast: {rule}");
                         *verdict = Verdict::RollingBack(Rollback {
@@ -404,7 +381,7 @@ impl<'a> Watch<'a> {
         if let Some(id) = &self.deployment_id {
             return Ok(id.clone());
         }
-        let primary = primary_deployment(Some(service)).ok_or_else(|| {
+        let primary = live_service::primary_deployment(Some(service)).ok_or_else(|| {
             fail(
                 Exit::Failure,
                 format!("service {} has no PRIMARY deployment", self.target.service),
@@ -430,6 +407,10 @@ impl<'a> Watch<'a> {
         for event in fresh {
             self.step
                 .println(format!("event: {}", event.message().unwrap_or_default()));
+            self.step.event(
+                "service_event",
+                serde_json::json!({"message": event.message().unwrap_or_default()}),
+            );
         }
     }
 
@@ -448,6 +429,8 @@ impl<'a> Watch<'a> {
             let mut stopped = stopped_task(task);
             if stopped.is_failure() {
                 stopped.last_log_lines = self.last_log_lines(task).await;
+                self.step
+                    .event("stopped_task", serde_json::json!({"task": stopped}));
                 self.step.println(format!(
                     "task {} stopped: {}",
                     stopped.task_id,
@@ -538,8 +521,7 @@ impl<'a> Watch<'a> {
             .desired_status(status)
             .send()
             .await
-            .map_err(crate::aws::sdk_error)
-            .with_context(|| format!("listing {what} tasks of the deployment"))?;
+            .aws_context(|| format!("listing {what} tasks of the deployment"))?;
         let new: Vec<String> = listed
             .task_arns()
             .iter()
@@ -555,8 +537,7 @@ impl<'a> Watch<'a> {
             .set_tasks(Some(new))
             .send()
             .await
-            .map_err(crate::aws::sdk_error)
-            .with_context(|| format!("describing {what} tasks of the deployment"))?;
+            .aws_context(|| format!("describing {what} tasks of the deployment"))?;
         Ok(described.tasks().to_vec())
     }
 
@@ -580,8 +561,7 @@ impl<'a> Watch<'a> {
                 .target_group_arn(tg)
                 .send()
                 .await
-                .map_err(crate::aws::sdk_error)
-                .with_context(|| format!("reading the target health of {tg}"))?;
+                .aws_context(|| format!("reading the target health of {tg}"))?;
             groups.push((tg.to_owned(), out.target_health_descriptions().to_vec()));
         }
         let line = count_states(groups.iter().flat_map(|(_, targets)| {
@@ -645,8 +625,7 @@ fn task_address(task: &Task) -> Option<String> {
 }
 
 fn task_id(task: &Task) -> String {
-    let arn = task.task_arn().unwrap_or_default();
-    arn.rsplit('/').next().unwrap_or(arn).to_owned()
+    live_service::task_id(task.task_arn().unwrap_or_default()).to_owned()
 }
 
 fn stopped_task(task: &Task) -> StoppedTask {

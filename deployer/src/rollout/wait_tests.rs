@@ -20,7 +20,7 @@ use aws_sdk_elasticloadbalancingv2::operation::describe_target_health::{
 use aws_sdk_elasticloadbalancingv2::types::{
     TargetDescription, TargetHealth, TargetHealthDescription, TargetHealthStateEnum,
 };
-use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock};
+use aws_smithy_mocks::{Rule, create_mock_http_client, mock};
 use aws_smithy_types::DateTime;
 use aws_smithy_types::error::ErrorMetadata;
 
@@ -28,16 +28,7 @@ use super::*;
 use crate::exit::Exit;
 use crate::rollout::verdict::Rollback;
 
-const OURS: &str = "ecs-svc/new";
-const TD_NEW: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/ws-dev:8";
-const TD_OLD: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/ws-dev:7";
-
-fn interceptor(rules: &[&Rule]) -> MockResponseInterceptor {
-    rules.iter().fold(
-        MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny),
-        |i, r| i.with_rule(r),
-    )
-}
+use crate::rollout::alarms::tests::{OURS, TD_NEW, TD_OLD, deployment_of, interceptor};
 
 fn clients(ecs_rules: &[&Rule], logs_rules: &[&Rule]) -> Clients {
     clients_with_elb(ecs_rules, logs_rules, &[])
@@ -72,6 +63,7 @@ fn clients_with_elb(ecs_rules: &[&Rule], logs_rules: &[&Rule], elb_rules: &[&Rul
         elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
         logs: aws_sdk_cloudwatchlogs::Client::from_conf(logs),
         cloudwatch: crate::rollout::alarms::tests::cloudwatch(&[]),
+        ..Clients::unreachable()
     }
 }
 
@@ -82,14 +74,7 @@ fn deployment(
     td: &str,
     running: i32,
 ) -> Deployment {
-    Deployment::builder()
-        .id(id)
-        .status(status)
-        .rollout_state(state)
-        .task_definition(td)
-        .desired_count(2)
-        .running_count(running)
-        .build()
+    deployment_of(2, id, status, state, td, running)
 }
 
 fn service(deployments: Vec<Deployment>, events: &[(&str, &str)]) -> DescribeServicesOutput {

@@ -4,20 +4,19 @@
 //! 2. what the first wave names: tasks, the running release, the family's newest revision and
 //!    the target group's health.
 
-use anyhow::Context as _;
-use aws_sdk_cloudformation::types::Stack;
 use aws_sdk_ecs::types::Service;
 use chrono::Utc;
 
 use super::metrics;
 use super::model::{
-    AlarmState, DeploymentState, EventState, Metrics, ServiceState, StackState, Status,
-    TargetState, TaskState,
+    AlarmState, EventState, Metrics, ServiceState, StackState, Status, TargetState, TaskState,
 };
+use crate::aws::AwsResultExt as _;
 use crate::clients::Clients;
 use crate::live_service;
 use crate::release::{self, Revision};
 use crate::settings::Environment;
+use crate::stack::{self, Stack};
 use crate::when;
 
 /// How many service events are shown.
@@ -27,7 +26,7 @@ const EVENTS: usize = 8;
 /// then empty); AWS errors other than "does not exist" are errors.
 pub async fn gather(clients: &Clients, env: &Environment) -> anyhow::Result<Status> {
     let (stack, service, task_arns, alarms, metrics) = tokio::join!(
-        live_service::describe_stack(&clients.cloudformation, &env.stack_name),
+        stack::describe(&clients.cloudformation, &env.stack_name),
         live_service::describe_service(&clients.ecs, &env.cluster, &env.service),
         list_tasks(clients, &env.cluster, &env.service),
         alarms(clients, &env.service),
@@ -48,15 +47,13 @@ pub async fn gather(clients: &Clients, env: &Environment) -> anyhow::Result<Stat
         };
     let outputs = stack
         .as_ref()
-        .map(live_service::outputs)
+        .map(|s| s.outputs.clone())
         .unwrap_or_default();
     let running = service
         .as_ref()
         .and_then(|s| s.task_definition())
         .and_then(Revision::parse);
-    let family = running
-        .as_ref()
-        .map_or_else(|| env.service.clone(), |r| r.family.clone());
+    let family = live_service::family(running.as_ref(), env);
     let target_group = service
         .as_ref()
         .and_then(|s| {
@@ -108,7 +105,7 @@ pub async fn gather(clients: &Clients, env: &Environment) -> anyhow::Result<Stat
     let mut status = Status {
         environment: env.name.clone(),
         region: clients.region.clone(),
-        stack: stack.as_ref().map(|s| stack_state(s, &env.stack_name)),
+        stack: stack.as_ref().map(stack_state),
         endpoint: outputs.get("WebSocketEndpoint").cloned(),
         dashboard: outputs.get("DashboardUrl").cloned(),
         broker: outputs
@@ -118,7 +115,10 @@ pub async fn gather(clients: &Clients, env: &Environment) -> anyhow::Result<Stat
                 endpoint: outputs.get("BrokerEndpoint").cloned(),
             }),
         service: service.as_ref().map(|s| service_state(s, &cluster, &name)),
-        deployments: service.as_ref().map(deployments).unwrap_or_default(),
+        deployments: service
+            .as_ref()
+            .map(live_service::deployments)
+            .unwrap_or_default(),
         release,
         latest_revision: revisions?.first().map(|(rev, _)| rev.number),
         stack_revision: outputs
@@ -148,27 +148,19 @@ async fn list_tasks(
     cluster: &str,
     service: &str,
 ) -> anyhow::Result<Vec<String>> {
-    match clients
+    let out = clients
         .ecs
         .list_tasks()
         .cluster(cluster)
         .service_name(service)
         .send()
         .await
-    {
-        Ok(out) => Ok(out.task_arns().to_vec()),
         // A missing cluster or service is reported by describe_service.
-        Err(err)
-            if err.as_service_error().is_some_and(|e| {
-                e.is_cluster_not_found_exception() || e.is_service_not_found_exception()
-            }) =>
-        {
-            Ok(Vec::new())
-        }
-        Err(err) => {
-            Err(crate::aws::error(err)).with_context(|| format!("listing tasks of {service}"))
-        }
-    }
+        .or_missing(
+            |e| e.is_cluster_not_found_exception() || e.is_service_not_found_exception(),
+            || format!("listing tasks of {service}"),
+        )?;
+    Ok(out.map(|out| out.task_arns().to_vec()).unwrap_or_default())
 }
 
 async fn describe_tasks(
@@ -191,8 +183,7 @@ async fn describe_tasks(
     let mut tasks = Vec::new();
     for out in futures_util::future::try_join_all(calls)
         .await
-        .map_err(crate::aws::error)
-        .context("describing tasks")?
+        .aws_context(|| "describing tasks")?
     {
         tasks.extend(out.tasks().iter().cloned());
     }
@@ -208,7 +199,7 @@ async fn alarms(clients: &Clients, service: &str) -> anyhow::Result<Vec<AlarmSta
         .alarm_name_prefix(format!("{service}-"))
         .send()
         .await
-        .context("describing alarms")?;
+        .aws_context(|| "describing alarms")?;
     Ok(out
         .metric_alarms()
         .iter()
@@ -231,25 +222,18 @@ async fn target_health(
     let Some(arn) = target_group else {
         return Ok(Vec::new());
     };
-    let out = match clients
+    let out = clients
         .elb
         .describe_target_health()
         .target_group_arn(arn)
         .send()
         .await
-    {
-        Ok(out) => out,
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_target_group_not_found_exception()) =>
-        {
-            return Ok(Vec::new());
-        }
-        Err(err) => {
-            return Err(crate::aws::error(err))
-                .with_context(|| format!("describing target health of {arn}"));
-        }
+        .or_missing(
+            |e| e.is_target_group_not_found_exception(),
+            || format!("describing target health of {arn}"),
+        )?;
+    let Some(out) = out else {
+        return Ok(Vec::new());
     };
     Ok(out
         .target_health_descriptions()
@@ -276,19 +260,12 @@ async fn target_health(
         .collect())
 }
 
-fn stack_state(stack: &Stack, name: &str) -> StackState {
+fn stack_state(stack: &Stack) -> StackState {
     StackState {
-        name: stack.stack_name().unwrap_or(name).to_owned(),
-        status: stack
-            .stack_status()
-            .map_or("UNKNOWN", |s| s.as_str())
-            .to_owned(),
-        reason: stack.stack_status_reason().map(str::to_owned),
-        updated_at: stack
-            .last_updated_time()
-            .or(stack.creation_time())
-            .and_then(when::utc)
-            .map(|t| when::rfc3339(&t)),
+        name: stack.name.clone(),
+        status: stack.status.clone(),
+        reason: stack.reason.clone(),
+        updated_at: stack.updated_at.as_ref().map(when::rfc3339),
     }
 }
 
@@ -304,40 +281,10 @@ fn service_state(service: &Service, cluster: &str, name: &str) -> ServiceState {
     }
 }
 
-fn deployments(service: &Service) -> Vec<DeploymentState> {
-    service
-        .deployments()
-        .iter()
-        .map(|d| DeploymentState {
-            id: d.id().unwrap_or_default().to_owned(),
-            status: d.status().unwrap_or_default().to_owned(),
-            rollout_state: d.rollout_state().map(|s| s.as_str().to_owned()),
-            rollout_reason: d.rollout_state_reason().map(str::to_owned),
-            revision: d
-                .task_definition()
-                .and_then(Revision::parse)
-                .map(|r| r.number),
-            task_definition: d.task_definition().unwrap_or_default().to_owned(),
-            desired: d.desired_count(),
-            running: d.running_count(),
-            pending: d.pending_count(),
-            failed_tasks: d.failed_tasks(),
-            created_at: d
-                .created_at()
-                .and_then(when::utc)
-                .map(|t| when::rfc3339(&t)),
-        })
-        .collect()
-}
-
 fn task_state(task: &aws_sdk_ecs::types::Task, now: &chrono::DateTime<Utc>) -> TaskState {
     let started = task.started_at().or(task.created_at()).and_then(when::utc);
     TaskState {
-        id: task
-            .task_arn()
-            .and_then(|arn| arn.rsplit('/').next())
-            .unwrap_or_default()
-            .to_owned(),
+        id: live_service::task_id(task.task_arn().unwrap_or_default()).to_owned(),
         revision: task
             .task_definition_arn()
             .and_then(Revision::parse)

@@ -1,7 +1,7 @@
 //! CPU and memory over the last hour: one GetMetricData call for both series, shown as
 //! min/avg/max and a sparkline (the shape of the hour at a glance).
 
-use anyhow::Context as _;
+use crate::aws::AwsResultExt as _;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
 use serde::Serialize;
 
@@ -83,7 +83,7 @@ pub async fn last_hour(
         .metric_data_queries(query("memory", "MemoryUtilization"))
         .send()
         .await
-        .context("reading CPU and memory metrics")?;
+        .aws_context(|| "reading CPU and memory metrics")?;
     let series = |id: &str| {
         response
             .metric_data_results()

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::metrics::Series;
+pub use crate::live_service::DeploymentState;
 use crate::release::Release;
 
 #[derive(Debug, Serialize)]
@@ -78,22 +79,6 @@ pub struct ServiceState {
     pub running: i32,
     pub pending: i32,
     pub task_definition: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DeploymentState {
-    pub id: String,
-    /// PRIMARY (newest) or ACTIVE (being replaced).
-    pub status: String,
-    pub rollout_state: Option<String>,
-    pub rollout_reason: Option<String>,
-    pub revision: Option<i32>,
-    pub task_definition: String,
-    pub desired: i32,
-    pub running: i32,
-    pub pending: i32,
-    pub failed_tasks: i32,
-    pub created_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -215,6 +215,7 @@ fn clients(r: Recorded) -> Clients {
         ),
         region: "us-east-1".into(),
         endpoint_url: None,
+        ..Clients::unreachable()
     }
 }
 
@@ -347,6 +348,7 @@ async fn a_missing_stack_and_cluster_are_absent_not_errors() {
         ),
         region: "us-east-1".into(),
         endpoint_url: None,
+        ..Clients::unreachable()
     };
     let status = gather(&clients, &prod())
         .await

@@ -5,11 +5,24 @@ use std::fmt::Write as _;
 
 use super::metrics::{Series, sparkline};
 use super::model::Status;
-use crate::commands::releases::short_digest;
+use crate::release::image::short_digest;
 use crate::table;
 
+/// The whole screen, section by section.
 pub fn render(s: &Status) -> String {
     let mut out = String::new();
+    place(&mut out, s);
+    running_release(&mut out, s);
+    deployments(&mut out, s);
+    tasks(&mut out, s);
+    targets(&mut out, s);
+    alarms_metrics_events(&mut out, s);
+    verdict(&mut out, s);
+    out
+}
+
+/// Where: environment, endpoint, dashboard, broker, stack and service.
+fn place(out: &mut String, s: &Status) {
     let _ = writeln!(out, "Environment  {} ({})", s.environment, s.region);
     if let Some(endpoint) = &s.endpoint {
         let _ = writeln!(out, "Endpoint     {endpoint}");
@@ -54,6 +67,10 @@ pub fn render(s: &Status) -> String {
             let _ = writeln!(out, "Service      (none)");
         }
     }
+}
+
+/// What runs: the release, and a newer one after a rollback.
+fn running_release(out: &mut String, s: &Status) {
     if let Some(release) = &s.release {
         let digest = release
             .image_digest
@@ -72,6 +89,10 @@ pub fn render(s: &Status) -> String {
             let _ = writeln!(out, "             revision {latest} is newer (rolled back)");
         }
     }
+}
+
+/// The service's deployments, when ECS lists any.
+fn deployments(out: &mut String, s: &Status) {
     if !s.deployments.is_empty() {
         let rows: Vec<Vec<String>> = s
             .deployments
@@ -89,7 +110,7 @@ pub fn render(s: &Status) -> String {
                 ]
             })
             .collect();
-        section(&mut out, "Deployments");
+        section(out, "Deployments");
         out.push_str(&table::render(
             "  ",
             &[
@@ -98,7 +119,11 @@ pub fn render(s: &Status) -> String {
             &rows,
         ));
     }
-    section(&mut out, "Tasks");
+}
+
+/// The running tasks.
+fn tasks(out: &mut String, s: &Status) {
+    section(out, "Tasks");
     if s.tasks.is_empty() {
         out.push_str("  (none running)\n");
     } else {
@@ -122,7 +147,11 @@ pub fn render(s: &Status) -> String {
             &rows,
         ));
     }
-    section(&mut out, "Targets");
+}
+
+/// The load balancer's targets and their health.
+fn targets(out: &mut String, s: &Status) {
+    section(out, "Targets");
     if s.targets.is_empty() {
         out.push_str("  (none registered)\n");
     } else {
@@ -146,8 +175,12 @@ pub fn render(s: &Status) -> String {
             .collect();
         out.push_str(&table::render("  ", &["TARGET", "STATE", "DETAIL"], &rows));
     }
+}
+
+/// Alarms, the last hour's CPU and memory, the latest service events.
+fn alarms_metrics_events(out: &mut String, s: &Status) {
     if !s.alarms.is_empty() {
-        section(&mut out, "Alarms");
+        section(out, "Alarms");
         let rows: Vec<Vec<String>> = s
             .alarms
             .iter()
@@ -161,15 +194,19 @@ pub fn render(s: &Status) -> String {
             .collect();
         out.push_str(&table::render("  ", &["ALARM", "STATE", "SINCE"], &rows));
     }
-    section(&mut out, "Last hour (5-minute averages)");
-    metric_line(&mut out, "CPU", s.metrics.cpu.as_ref());
-    metric_line(&mut out, "Memory", s.metrics.memory.as_ref());
+    section(out, "Last hour (5-minute averages)");
+    metric_line(out, "CPU", s.metrics.cpu.as_ref());
+    metric_line(out, "Memory", s.metrics.memory.as_ref());
     if !s.events.is_empty() {
-        section(&mut out, "Events (newest first)");
+        section(out, "Events (newest first)");
         for e in &s.events {
             let _ = writeln!(out, "  {}  {}", e.at.as_deref().unwrap_or("-"), e.message);
         }
     }
+}
+
+/// How a `--wait` ended, what could not be read, notes, and what needs attention.
+fn verdict(out: &mut String, s: &Status) {
     out.push('\n');
     if let Some(rollout) = &s.rollout {
         let _ = writeln!(
@@ -196,7 +233,6 @@ pub fn render(s: &Status) -> String {
             let _ = writeln!(out, "  ! {finding}");
         }
     }
-    out
 }
 
 fn section(out: &mut String, title: &str) {

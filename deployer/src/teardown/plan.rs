@@ -1,8 +1,8 @@
 //! What a teardown will delete: every resource of the stack, listed before anything changes.
 
-use anyhow::Context as _;
 use serde::Serialize;
 
+use crate::aws::AwsResultExt as _;
 use crate::table;
 
 #[derive(Debug, Clone, Serialize)]
@@ -25,8 +25,7 @@ pub async fn resources(
         .send()
         .try_collect()
         .await
-        .map_err(crate::aws::error)
-        .with_context(|| format!("listing resources of stack {stack}"))?;
+        .aws_context(|| format!("listing resources of stack {stack}"))?;
     Ok(summaries
         .iter()
         // Entries without a logical id carry nothing to show.

@@ -1,9 +1,9 @@
 //! Retiring the releases: wsctl registered them outside the stack, so the stack delete leaves
 //! them behind. Deregistered revisions can no longer start tasks.
 
-use anyhow::Context as _;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
+use crate::aws::AwsResultExt as _;
 use crate::release::Revision;
 
 /// Deregisters every revision given; returns how many.
@@ -18,8 +18,7 @@ pub async fn deregister(
                 .task_definition(arn)
                 .send()
                 .await
-                .map_err(crate::aws::error)
-                .with_context(|| format!("deregistering task definition {revision}"))
+                .aws_context(|| format!("deregistering task definition {revision}"))
         })
         .buffer_unordered(8)
         .try_collect::<Vec<_>>()

@@ -1,7 +1,7 @@
 //! Emptying the environment's ECR repository: CloudFormation cannot delete a repository that
 //! still holds images, and a failed delete would leave the stack half-gone.
 
-use anyhow::Context as _;
+use crate::aws::AwsResultExt as _;
 use aws_sdk_ecr::types::ImageIdentifier;
 
 /// Every image id in `repository`; empty when the repository does not exist.
@@ -9,26 +9,19 @@ pub async fn images(
     ecr: &aws_sdk_ecr::Client,
     repository: &str,
 ) -> anyhow::Result<Vec<ImageIdentifier>> {
-    let listed: Result<Vec<ImageIdentifier>, _> = ecr
+    let listed: Option<Vec<ImageIdentifier>> = ecr
         .list_images()
         .repository_name(repository)
         .into_paginator()
         .items()
         .send()
         .try_collect()
-        .await;
-    match listed {
-        Ok(ids) => Ok(ids),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_repository_not_found_exception()) =>
-        {
-            Ok(Vec::new())
-        }
-        Err(err) => Err(crate::aws::error(err))
-            .with_context(|| format!("listing images in ECR repository {repository}")),
-    }
+        .await
+        .or_missing(
+            |e| e.is_repository_not_found_exception(),
+            || format!("listing images in ECR repository {repository}"),
+        )?;
+    Ok(listed.unwrap_or_default())
 }
 
 /// Deletes `ids` from `repository` (100 per call); returns how many were deleted.
@@ -45,8 +38,7 @@ pub async fn delete(
             .set_image_ids(Some(chunk.to_vec()))
             .send()
             .await
-            .map_err(crate::aws::error)
-            .with_context(|| format!("deleting images from ECR repository {repository}"))?;
+            .aws_context(|| format!("deleting images from ECR repository {repository}"))?;
         deleted += out.image_ids().len();
         // An image that is already gone is what we want; anything else stops the teardown.
         if let Some(failure) = out.failures().iter().find(|f| {

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::deploy::stack::state;
+use crate::aws::AwsResultExt as _;
 use crate::exit::{Exit, fail};
 use crate::settings::Environment;
 
@@ -59,7 +59,7 @@ pub async fn signer(
     region: &str,
 ) -> anyhow::Result<Signer> {
     let name = &env.stack_name;
-    let Some(stack) = state::read(cfn, name).await? else {
+    let Some(stack) = crate::stack::describe(cfn, name).await? else {
         return Err(fail(
             Exit::NotFound,
             format!(
@@ -105,27 +105,25 @@ async fn read_secret(
     arn: &str,
     env: &Environment,
 ) -> anyhow::Result<String> {
-    let out = match secrets.get_secret_value().secret_id(arn).send().await {
-        Ok(out) => out,
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
-            return Err(fail(
-                Exit::NotFound,
-                format!(
-                    "the signing secret {arn} of environment '{}' does not exist (deleted \
-                     outside its stack?); `wsctl deploy --env {}` cannot bring it back, tear \
-                     the environment down and deploy it again",
-                    env.name, env.name
-                ),
-            ));
-        }
-        Err(err) => {
-            return Err(crate::aws::error(err))
-                .with_context(|| format!("reading the signing secret {arn}"));
-        }
+    let out = secrets
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .or_missing(
+            |e| e.is_resource_not_found_exception(),
+            || format!("reading the signing secret {arn}"),
+        )?;
+    let Some(out) = out else {
+        return Err(fail(
+            Exit::NotFound,
+            format!(
+                "the signing secret {arn} of environment '{}' does not exist (deleted outside \
+                 its stack?); `wsctl deploy --env {}` cannot bring it back, tear the environment \
+                 down and deploy it again",
+                env.name, env.name
+            ),
+        ));
     };
     let secret = out.secret_string().unwrap_or_default().to_owned();
     if secret.len() < MIN_SECRET_BYTES {

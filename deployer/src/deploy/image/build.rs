@@ -14,7 +14,7 @@ use super::context;
 use super::tag::ImageTag;
 use crate::exit::{Exit, fail};
 use crate::interrupt::Interrupt;
-use crate::progress::Progress;
+use crate::progress::{Progress, Step};
 use crate::settings::Build;
 
 /// The label that carries the git commit (read back by `wsctl releases`).
@@ -32,7 +32,8 @@ pub struct Built {
     pub context_files: usize,
 }
 
-/// Builds the image of `build` as `<name>:<tag>`.
+/// Builds the image of `build` as `<name>:<tag>`: checks the Dockerfile, packs the context,
+/// streams the build (Ctrl-C stops it) and reads back the image ID.
 pub async fn build(
     docker: &Docker,
     build: &Build,
@@ -42,6 +43,34 @@ pub async fn build(
     interrupt: &Interrupt,
 ) -> anyhow::Result<Built> {
     let step = progress.step("build image");
+    let ctx = pack_context(build, &step).await?;
+    let local_ref = format!("{name}:{}", tag.tag);
+    let files = ctx.files;
+    let (out, step) = run_build(docker, build, tag, &local_ref, ctx, step, interrupt).await?;
+    let image_id = match out.image_id.clone() {
+        Some(id) => id,
+        None => docker
+            .inspect_image(&local_ref)
+            .await
+            .with_context(|| format!("inspecting the built image {local_ref}"))?
+            .id
+            .unwrap_or_default(),
+    };
+    step.finish(format!(
+        "{local_ref} ({}/{} steps cached)",
+        out.cached, out.steps
+    ));
+    Ok(Built {
+        local_ref,
+        image_id,
+        steps: out.steps,
+        cached_steps: out.cached,
+        context_files: files,
+    })
+}
+
+/// The build context as a tar, after checking that the Dockerfile is in it.
+async fn pack_context(build: &Build, step: &Step) -> anyhow::Result<context::Context> {
     let dir = build.context.clone();
     let dockerfile = build.dockerfile.clone();
     if !dir.join(&dockerfile).is_file() {
@@ -62,8 +91,20 @@ pub async fn build(
         ctx.files,
         ctx.tar.len() / 1024
     ));
+    Ok(ctx)
+}
 
-    let local_ref = format!("{name}:{}", tag.tag);
+/// Sends the context to the engine and follows the build's output until it ends, fails or
+/// is interrupted.
+async fn run_build(
+    docker: &Docker,
+    build: &Build,
+    tag: &ImageTag,
+    local_ref: &str,
+    ctx: context::Context,
+    step: Step,
+    interrupt: &Interrupt,
+) -> anyhow::Result<(Output, Step)> {
     let revision = tag.commit.clone().unwrap_or_else(|| tag.tag.clone());
     // Only a Dockerfile that declares it gets the commit as build argument (Docker warns
     // about arguments nobody consumes).
@@ -77,14 +118,13 @@ pub async fn build(
     }
     let options = BuildImageOptionsBuilder::default()
         .dockerfile(&build.dockerfile)
-        .t(&local_ref)
+        .t(local_ref)
         .rm(true)
         .forcerm(true)
         .buildargs(&args)
         .labels(&labels)
         .version(BuilderVersion::BuilderV1)
         .build();
-    let files = ctx.files;
     let mut stream = docker.build_image(options, None, Some(bollard::body_full(ctx.tar.into())));
 
     let mut out = Output::default();
@@ -117,26 +157,7 @@ pub async fn build(
             }
         }
     }
-    let image_id = match out.image_id.clone() {
-        Some(id) => id,
-        None => docker
-            .inspect_image(&local_ref)
-            .await
-            .with_context(|| format!("inspecting the built image {local_ref}"))?
-            .id
-            .unwrap_or_default(),
-    };
-    step.finish(format!(
-        "{local_ref} ({}/{} steps cached)",
-        out.cached, out.steps
-    ));
-    Ok(Built {
-        local_ref,
-        image_id,
-        steps: out.steps,
-        cached_steps: out.cached,
-        context_files: files,
-    })
+    Ok((out, step))
 }
 
 fn declares_revision(dockerfile: &std::path::Path) -> bool {
@@ -161,7 +182,7 @@ struct Output {
 }
 
 impl Output {
-    fn line(&mut self, line: &str, step: &crate::progress::Step) {
+    fn line(&mut self, line: &str, step: &Step) {
         if line.starts_with("Step ") {
             self.steps += 1;
             self.current_step = line.to_owned();

@@ -3,9 +3,9 @@
 //! when it names the same image (the manifest's config digest is the local image ID) and
 //! refuses, naming both, when it names another one: ECR would reject the push anyway.
 
-use anyhow::Context as _;
 use aws_sdk_ecr::types::ImageIdentifier;
 
+use crate::aws::AwsResultExt as _;
 use crate::exit::{Exit, fail};
 
 /// What the repository already holds under a tag.
@@ -40,8 +40,7 @@ pub async fn lookup(
         .accepted_media_types("application/vnd.oci.image.manifest.v1+json")
         .send()
         .await
-        .map_err(crate::aws::error)
-        .with_context(|| format!("looking up tag {tag} in ECR repository {repository_name}"))?;
+        .aws_context(|| format!("looking up tag {tag} in ECR repository {repository_name}"))?;
     let Some(image) = out.images().first() else {
         // A missing tag comes back as a failure entry (ImageNotFound), not as an error.
         return Ok(None);

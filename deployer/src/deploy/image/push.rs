@@ -13,6 +13,7 @@ use futures_util::StreamExt as _;
 use serde::Serialize;
 
 use super::existing::{self, Decision};
+use crate::aws::AwsResultExt as _;
 use crate::exit::{Exit, fail};
 use crate::interrupt::Interrupt;
 use crate::progress::{Progress, Step};
@@ -26,6 +27,8 @@ pub struct Pushed {
     pub digest: String,
     pub layers_pushed: usize,
     pub layers_existing: usize,
+    /// For a promoted image, where it came from (the release ledger's record).
+    pub origin: Option<String>,
 }
 
 /// Registry credentials from ECR.
@@ -34,14 +37,24 @@ pub struct Login {
     pub registry: String,
 }
 
+impl Login {
+    /// For registry clients other than the engine (the promotion's copy).
+    pub fn username(&self) -> &str {
+        self.credentials.username.as_deref().unwrap_or_default()
+    }
+
+    pub fn password(&self) -> &str {
+        self.credentials.password.as_deref().unwrap_or_default()
+    }
+}
+
 /// GetAuthorizationToken, decoded.
 pub async fn ecr_login(ecr: &aws_sdk_ecr::Client) -> anyhow::Result<Login> {
     let out = ecr
         .get_authorization_token()
         .send()
         .await
-        .map_err(crate::aws::error)
-        .context("getting ECR credentials (GetAuthorizationToken)")?;
+        .aws_context(|| "getting ECR credentials (GetAuthorizationToken)")?;
     let data = out
         .authorization_data()
         .first()
@@ -107,6 +120,7 @@ pub async fn push(
             digest,
             layers_pushed: 0,
             layers_existing: 0,
+            origin: None,
         });
     }
     docker
@@ -144,6 +158,7 @@ pub async fn push(
         digest,
         layers_pushed: immutable.pushed,
         layers_existing: immutable.existing,
+        origin: None,
     })
 }
 
