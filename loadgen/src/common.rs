@@ -19,43 +19,47 @@ pub struct ServerArgs {
     /// The server, HOST:PORT on loopback (127.0.0.0/8 or ::1 only)
     #[arg(long, default_value = "127.0.0.1:8080", env = "LOADGEN_SERVER")]
     pub server: Target,
-    /// PID of the server process: its memory and CPU are read from /proc/PID
-    #[arg(long, env = "LOADGEN_SERVER_PID")]
-    pub server_pid: Option<u32>,
+    /// PID of the server process: its memory and CPU are read from /proc/PID. Several,
+    /// comma-separated (every task behind a balancer): memory and CPU are summed over them
+    #[arg(long, env = "LOADGEN_SERVER_PID", value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
 }
 
 /// The server under load and how to measure it.
 pub struct Server {
     pub target: Target,
-    pub pid: Option<u32>,
+    pub pids: Vec<u32>,
     pub clock: ClockTicks,
 }
 
 impl Server {
     pub fn new(args: &ServerArgs) -> Result<Self> {
-        if let Some(pid) = args.server_pid {
-            // Fail now, not after minutes of load, if the PID is wrong.
+        for &pid in &args.server_pid {
+            // Fail now, not after minutes of load, if a PID is wrong.
             procfs::rss_bytes(pid)?;
         }
         Ok(Server {
             target: args.server,
-            pid: args.server_pid,
+            pids: args.server_pid.clone(),
             clock: ClockTicks::detect(),
         })
     }
 
     pub fn rss(&self) -> Result<Option<u64>> {
-        self.pid.map(procfs::rss_bytes).transpose()
+        if self.pids.is_empty() {
+            return Ok(None);
+        }
+        let each: Result<Vec<u64>> = self.pids.iter().map(|&p| procfs::rss_bytes(p)).collect();
+        Ok(Some(each?.into_iter().sum()))
     }
 
     /// Meters on the server (if its PID is known) and on this process.
     pub fn meters(&self) -> Result<Meters> {
         Ok(Meters {
-            server: self
-                .pid
-                .map(|pid| CpuMeter::start(pid, self.clock))
+            server: (!self.pids.is_empty())
+                .then(|| CpuMeter::start(&self.pids, self.clock))
                 .transpose()?,
-            loadgen: CpuMeter::start(std::process::id(), self.clock)?,
+            loadgen: CpuMeter::start(&[std::process::id()], self.clock)?,
         })
     }
 }

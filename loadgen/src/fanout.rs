@@ -21,7 +21,7 @@ use crate::common::{self, CpuReport, Join, OpenPlan, Report, Server, ServerArgs}
 use crate::histogram::{Histogram, Percentiles};
 use crate::net::Ws;
 use crate::pacing::Pacer;
-use crate::procfs::round;
+use crate::procfs::{CpuMeter, CpuUse, round};
 use crate::wire;
 
 #[derive(clap::Args, Debug)]
@@ -67,6 +67,9 @@ pub struct Args {
     /// Connection attempts in flight at once while subscribing
     #[arg(long, default_value_t = 256, value_parser = value_parser!(u64).range(1..=4096))]
     concurrency: u64,
+    /// PID of the broker (redis-server): its CPU per 1,000 publishes is reported too
+    #[arg(long)]
+    broker_pid: Option<u32>,
 }
 
 const MAX_STEPS: usize = 16;
@@ -144,6 +147,8 @@ struct Publisher {
     /// Live subscribers per project, by index.
     subscribers: Vec<u64>,
     payload_bytes: usize,
+    /// The broker's PID, metered like the server's.
+    broker_pid: Option<u32>,
     in_flight: Arc<Semaphore>,
     max_in_flight: u32,
     shared: Arc<Shared>,
@@ -173,6 +178,7 @@ struct StepResult {
     latency: Percentiles,
     deliveries_per_s: f64,
     cpu: CpuReport,
+    broker: Option<CpuUse>,
 }
 
 impl StepResult {
@@ -233,14 +239,20 @@ impl StepResult {
             "deliveries_per_s": round(self.deliveries_per_s, 1),
             "latency_ms": self.latency.to_json_ms(),
             "cpu": self.cpu.to_json(self.delivered),
+            "broker_cpu_ms": self.broker.map(|b| round(b.cpu_ms, 1)),
+            "broker_cpu_ms_per_1000_publishes": self.broker.and_then(|b| b.ms_per_1000(self.ok)).map(|v| round(v, 3)),
         })
     }
 
     fn describe(&self) -> String {
+        let broker = match self.broker.and_then(|b| b.ms_per_1000(self.ok)) {
+            Some(per) => format!("\nfanout:   broker CPU {per:.2} ms per 1,000 publishes"),
+            None => String::new(),
+        };
         format!(
             "fanout: {} publishes/s for {} s: {} of {} delivered ({} lost), {:.0} deliveries/s\n\
              fanout:   latency {}\n\
-             fanout:   {}",
+             fanout:   {}{broker}",
             self.rate,
             self.seconds,
             self.delivered,
@@ -265,6 +277,10 @@ impl Publisher {
         let counts = Arc::new(PublishCounts::default());
         let closed_before = self.shared.closed.load(Relaxed);
         let meters = server.meters()?;
+        let broker = self
+            .broker_pid
+            .map(|pid| CpuMeter::start(&[pid], server.clock))
+            .transpose()?;
         let start = Instant::now();
         let start_us = self.shared.now_us();
         let pacer = Pacer::new(start, rate, Duration::from_secs(seconds));
@@ -336,6 +352,7 @@ impl Publisher {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let cpu = meters.stop()?;
+        let broker = broker.as_ref().map(CpuMeter::stop).transpose()?;
         let delivered = seen.delivered.load(Relaxed);
         let active_s = seen.last_us.load(Relaxed).saturating_sub(start_us) as f64 / 1e6;
         let first_error = counts.first_error.lock().await.clone();
@@ -358,6 +375,7 @@ impl Publisher {
                 0.0
             },
             cpu,
+            broker,
         })
     }
 }
@@ -407,6 +425,7 @@ pub async fn run(args: Args) -> Result<Report> {
         projects: (0..args.projects).map(wire::project_name).collect(),
         subscribers,
         payload_bytes: args.payload_bytes as usize,
+        broker_pid: args.broker_pid,
         in_flight: Arc::new(Semaphore::new(args.max_in_flight as usize)),
         max_in_flight: args.max_in_flight as u32,
         shared: shared.clone(),
@@ -541,6 +560,7 @@ mod tests {
                 server: Some(use_),
                 loadgen: use_,
             },
+            broker: None,
         }
     }
 

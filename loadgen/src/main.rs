@@ -1,6 +1,7 @@
-//! loadgen: drives ws-server with the benchmark scenarios of issue 5 (conns, fanout, ping,
-//! forward) over the wire protocol of docs/protocol.md. Each run prints one JSON result line on
-//! stdout and a readable summary on stderr; loopback targets only; bounded in count and time.
+//! loadgen: drives ws-server with the benchmark scenarios that `scripts/bench` and
+//! `scripts/bench-broker` run (see docs/performance.md), over the wire protocol of
+//! docs/protocol.md. Each run prints one JSON result line on stdout and a readable summary on
+//! stderr; loopback targets only; bounded in count and time.
 //!
 //! Exit codes: 0 the scenario ran and printed its result (which may show misses), 1 it could not
 //! run (bad target, no server, too few file descriptors), 2 bad arguments.

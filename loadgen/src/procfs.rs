@@ -33,6 +33,14 @@ pub fn cpu_ticks(pid: u32) -> Result<(u64, u64)> {
     parse_stat_ticks(&text).with_context(|| format!("unexpected format of {path}"))
 }
 
+/// User and system CPU time summed over `pids`, in clock ticks.
+fn cpu_ticks_sum(pids: &[u32]) -> Result<(u64, u64)> {
+    pids.iter().try_fold((0, 0), |(u, s), &pid| {
+        let (pu, ps) = cpu_ticks(pid)?;
+        Ok((u + pu, s + ps))
+    })
+}
+
 /// Fields 14 and 15 (utime, stime) of /proc/PID/stat. The command name (field 2) is in
 /// parentheses and may hold spaces, so fields are counted after the last `)`.
 fn parse_stat_ticks(stat: &str) -> Option<(u64, u64)> {
@@ -84,9 +92,10 @@ pub fn open_files_limit() -> Option<u64> {
         .ok()
 }
 
-/// CPU used by one process over a window of wall time.
+/// CPU used by one process, or summed over several (every task behind a balancer), over a
+/// window of wall time.
 pub struct CpuMeter {
-    pid: u32,
+    pids: Vec<u32>,
     ticks: (u64, u64),
     started: Instant,
     clock: ClockTicks,
@@ -129,17 +138,17 @@ impl CpuUse {
 }
 
 impl CpuMeter {
-    pub fn start(pid: u32, clock: ClockTicks) -> Result<Self> {
+    pub fn start(pids: &[u32], clock: ClockTicks) -> Result<Self> {
         Ok(CpuMeter {
-            pid,
-            ticks: cpu_ticks(pid)?,
+            pids: pids.to_vec(),
+            ticks: cpu_ticks_sum(pids)?,
             started: Instant::now(),
             clock,
         })
     }
 
     pub fn stop(&self) -> Result<CpuUse> {
-        let (user, system) = cpu_ticks(self.pid)?;
+        let (user, system) = cpu_ticks_sum(&self.pids)?;
         let user = user.saturating_sub(self.ticks.0);
         let system = system.saturating_sub(self.ticks.1);
         let tick_ms = 1000.0 / self.clock.per_sec as f64;
@@ -177,12 +186,29 @@ mod tests {
     }
 
     #[test]
+    fn sums_the_cpu_of_several_processes() {
+        let me = std::process::id();
+        let total = |t: (u64, u64)| t.0 + t.1;
+        let before = total(cpu_ticks(me).expect("ticks"));
+        let both = total(cpu_ticks_sum(&[me, me]).expect("sum"));
+        let after = total(cpu_ticks(me).expect("ticks"));
+        assert!(
+            2 * before <= both && both <= 2 * after,
+            "{before} {both} {after}"
+        );
+        assert!(
+            cpu_ticks_sum(&[u32::MAX]).is_err(),
+            "a PID that does not exist is an error"
+        );
+    }
+
+    #[test]
     fn reads_this_process() {
         let me = std::process::id();
         assert!(rss_bytes(me).expect("rss") > 0);
         let clock = ClockTicks::detect();
         assert!(clock.per_sec > 0);
-        let meter = CpuMeter::start(me, clock).expect("meter");
+        let meter = CpuMeter::start(&[me], clock).expect("meter");
         // Burn a little CPU so the meter has something to see.
         let mut x = 0u64;
         let until = Instant::now() + std::time::Duration::from_millis(150);
