@@ -54,6 +54,9 @@ behaviour; product code never knows it talks to an emulator. See docs/testing.md
 16. Dotted attributes: moto splits `!GetAtt Cache.Endpoint.Address` at every dot and asks for
     attribute "Endpoint"; CloudFormation splits at the first dot only (attribute
     "Endpoint.Address"). We split once.
+17. With IAM enforced, moto names an action after the request's signing name, so CloudWatch
+    calls (signed as "monitoring") are checked as monitoring:DescribeAlarms; IAM names them
+    cloudwatch:DescribeAlarms, which is what policies grant. We use IAM's prefix.
 """
 
 import json
@@ -71,6 +74,7 @@ from moto.cloudformation.utils import yaml_tag_constructor
 from moto.core.common_models import CloudFormationModel
 from moto.core.utils import pascal_to_camelcase, remap_nested_keys
 from moto.ecs.models import Service, TaskDefinition
+from moto.iam.access_control import IAMRequestBase
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.secretsmanager.models import secretsmanager_backends
 from moto.secretsmanager.responses import SecretsManagerResponse
@@ -404,6 +408,20 @@ def _tag_constructor_first_dot(loader, tag, node):
 moto.cloudformation.models.yaml_tag_constructor = _tag_constructor_first_dot
 
 moto.cloudformation.responses.yaml_tag_constructor = _tag_constructor_first_dot
+
+# 17. IAM's action prefix for services whose signing name differs from it.
+_IAM_PREFIX = {"monitoring": "cloudwatch"}
+_iam_request_init = IAMRequestBase.__init__
+
+
+def _iam_request_with_iam_prefix(self, *args, **kwargs):
+    _iam_request_init(self, *args, **kwargs)
+    service, _, action = self._action.partition(":")
+    if service in _IAM_PREFIX:
+        self._action = f"{_IAM_PREFIX[service]}:{action}"
+
+
+IAMRequestBase.__init__ = _iam_request_with_iam_prefix
 
 _dispatch = DomainDispatcherApplication.__call__
 DomainDispatcherApplication.__call__ = lambda self, environ, start_response: json_denials.wrap(
