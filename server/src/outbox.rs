@@ -11,6 +11,7 @@
 //! everything after but the close frame itself. An empty queue holds no allocation, which
 //! keeps idle connections small.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
@@ -41,10 +42,16 @@ enum State {
     Closed,
 }
 
-/// Frames up to this size (header included) are written from a buffer on the stack in one
-/// `send`; larger ones are written as header and payload (`writev`), and a queue is written up
+/// Frames up to this size (header included) are framed into the thread's scratch buffer and
+/// written with one `send`; larger ones as header and payload (`writev`). A queue is written up
 /// to this much per system call.
-const STACK_FRAME_BYTES: usize = 16 * 1024;
+const BATCH_BYTES: usize = 16 * 1024;
+
+thread_local! {
+    /// Where frames are framed before a write: one buffer per thread, reused, so a delivery
+    /// allocates and zeroes nothing.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(BATCH_BYTES));
+}
 
 #[derive(Debug)]
 enum Frame {
@@ -63,19 +70,28 @@ impl Frame {
         }
     }
 
-    /// Appends the frame's bytes to `out`; false (and nothing appended) if they do not fit.
-    fn encode_into(&self, out: &mut Cursor<'_>) -> bool {
+    /// The frame on the wire: its header (framed in `header`; none for raw bytes) and body.
+    fn parts<'a>(&'a self, header: &'a mut [u8; 10]) -> (&'a [u8], &'a [u8]) {
         match self {
-            Frame::Raw(b) => out.put(b),
+            Frame::Raw(b) => (&[], b),
             Frame::Text(t) => {
-                let mut header = [0u8; 10];
-                let n = text_header(t.len(), &mut header);
-                if out.room() < n + t.len() {
-                    return false;
-                }
-                out.put(&header[..n]) && out.put(t.as_bytes())
+                let n = text_header(t.len(), header);
+                (&header[..n], t.as_bytes())
             }
         }
+    }
+
+    /// Appends the frame's bytes to `out`; false (and nothing appended) if `out` would grow
+    /// past [`BATCH_BYTES`].
+    fn encode_into(&self, out: &mut Vec<u8>) -> bool {
+        let mut header = [0u8; 10];
+        let (head, body) = self.parts(&mut header);
+        if out.len() + head.len() + body.len() > BATCH_BYTES {
+            return false;
+        }
+        out.extend_from_slice(head);
+        out.extend_from_slice(body);
+        true
     }
 }
 
@@ -89,27 +105,6 @@ fn text_header(len: usize, out: &mut [u8; 10]) -> usize {
     // Cannot fail: the longest header (10 bytes) fits.
     let _ = header.format(len as u64, &mut w);
     10 - w.len()
-}
-
-/// A stack buffer being filled.
-struct Cursor<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl Cursor<'_> {
-    fn room(&self) -> usize {
-        self.buf.len() - self.len
-    }
-
-    fn put(&mut self, bytes: &[u8]) -> bool {
-        if bytes.len() > self.room() {
-            return false;
-        }
-        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
-        true
-    }
 }
 
 #[derive(Debug)]
@@ -140,45 +135,23 @@ impl Inner {
         let Some(wire) = self.wire.as_ref().filter(|_| !self.broken) else {
             return Some(frame);
         };
-        let mut stack = [0u8; STACK_FRAME_BYTES];
-        let mut out = Cursor {
-            buf: &mut stack,
-            len: 0,
-        };
-        let fits = frame.encode_into(&mut out);
-        let len = out.len;
-        let written = if fits {
-            wire.try_write(&stack[..len])
-        } else {
-            // Larger than the stack buffer: header and payload as they are.
-            match &frame {
-                Frame::Raw(b) => wire.try_write(b),
-                Frame::Text(t) => {
-                    let mut header = [0u8; 10];
-                    let n = text_header(t.len(), &mut header);
-                    let parts = [
-                        io::IoSlice::new(&header[..n]),
-                        io::IoSlice::new(t.as_bytes()),
-                    ];
-                    return match wire.try_write_vectored(&parts) {
-                        Ok(w) if w == n + t.len() => None,
-                        Ok(w) => {
-                            self.head_started = w > 0;
-                            Some(rest_of(&header[..n], t.as_bytes(), w))
-                        }
-                        Err(e) => self.failed(e, frame),
-                    };
-                }
+        let mut header = [0u8; 10];
+        let (head, body) = frame.parts(&mut header);
+        let written = SCRATCH.with(|scratch| {
+            let mut buf = scratch.borrow_mut();
+            buf.clear();
+            if frame.encode_into(&mut buf) {
+                wire.try_write(&buf)
+            } else {
+                // Larger than the scratch buffer: header and payload as they are.
+                wire.try_write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(body)])
             }
-        };
-        let total = frame_bytes(&frame);
+        });
         match written {
-            Ok(w) if w == total => None,
+            Ok(w) if w == head.len() + body.len() => None,
             Ok(w) => {
                 self.head_started = w > 0;
-                Some(Frame::Raw(Bytes::copy_from_slice(
-                    &stack_or_raw(&frame, &stack)[w..total],
-                )))
+                Some(Frame::Raw(rest_of(head, body, w)))
             }
             Err(e) => self.failed(e, frame),
         }
@@ -225,13 +198,10 @@ impl Inner {
             }
             let rest = match &front {
                 Frame::Raw(b) => b.slice(n..),
-                Frame::Text(t) => {
+                Frame::Text(_) => {
                     let mut header = [0u8; 10];
-                    let h = text_header(t.len(), &mut header);
-                    match rest_of(&header[..h], t.as_bytes(), n) {
-                        Frame::Raw(b) => b,
-                        Frame::Text(_) => unreachable!("rest_of returns raw bytes"),
-                    }
+                    let (head, body) = front.parts(&mut header);
+                    rest_of(head, body, n)
                 }
             };
             self.bytes -= front.len();
@@ -251,24 +221,13 @@ impl Inner {
 
 /// The bytes of `frame` on the wire.
 fn frame_bytes(frame: &Frame) -> usize {
-    match frame {
-        Frame::Raw(b) => b.len(),
-        Frame::Text(t) => {
-            let mut header = [0u8; 10];
-            text_header(t.len(), &mut header) + t.len()
-        }
-    }
-}
-
-fn stack_or_raw<'a>(frame: &'a Frame, stack: &'a [u8]) -> &'a [u8] {
-    match frame {
-        Frame::Raw(b) => b,
-        Frame::Text(_) => stack,
-    }
+    let mut header = [0u8; 10];
+    let (head, body) = frame.parts(&mut header);
+    head.len() + body.len()
 }
 
 /// What is left of header + payload after `written` bytes went out.
-fn rest_of(header: &[u8], payload: &[u8], written: usize) -> Frame {
+fn rest_of(header: &[u8], payload: &[u8], written: usize) -> Bytes {
     let mut rest = Vec::with_capacity(header.len() + payload.len() - written);
     if written < header.len() {
         rest.extend_from_slice(&header[written..]);
@@ -276,7 +235,7 @@ fn rest_of(header: &[u8], payload: &[u8], written: usize) -> Frame {
     } else {
         rest.extend_from_slice(&payload[written - header.len()..]);
     }
-    Frame::Raw(rest.into())
+    rest.into()
 }
 
 #[derive(Debug)]
@@ -419,38 +378,33 @@ impl Outbox {
             if inner.broken {
                 return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
             }
-            let mut stack = [0u8; STACK_FRAME_BYTES];
-            let mut out = Cursor {
-                buf: &mut stack,
-                len: 0,
-            };
-            for frame in &inner.queue {
-                if !frame.encode_into(&mut out) {
-                    break;
-                }
-            }
-            let len = out.len;
             let inner = &mut *inner;
             let Some(wire) = inner.wire.as_mut() else {
                 return Poll::Ready(Ok(()));
             };
-            let written = if len > 0 {
-                Pin::new(wire).poll_write(cx, &stack[..len])
-            } else {
+            let batched = SCRATCH.with(|scratch| {
+                let mut buf = scratch.borrow_mut();
+                buf.clear();
+                for frame in &inner.queue {
+                    if !frame.encode_into(&mut buf) {
+                        break;
+                    }
+                }
+                (!buf.is_empty()).then(|| Pin::new(&mut *wire).poll_write(cx, &buf))
+            });
+            let written = match batched {
+                Some(w) => w,
                 // The first frame alone is larger than the buffer.
-                match inner.queue.front() {
+                None => match inner.queue.front() {
                     Some(Frame::Raw(b)) => Pin::new(wire).poll_write(cx, b),
-                    Some(Frame::Text(t)) => {
+                    Some(text) => {
                         let mut header = [0u8; 10];
-                        let n = text_header(t.len(), &mut header);
-                        let parts = [
-                            io::IoSlice::new(&header[..n]),
-                            io::IoSlice::new(t.as_bytes()),
-                        ];
+                        let (head, body) = text.parts(&mut header);
+                        let parts = [io::IoSlice::new(head), io::IoSlice::new(body)];
                         Pin::new(wire).poll_write_vectored(cx, &parts)
                     }
                     None => return Poll::Ready(Ok(())),
-                }
+                },
             };
             match written {
                 Poll::Pending => return Poll::Pending,
@@ -578,5 +532,136 @@ mod tests {
         o.close();
         assert_eq!(o.push("4".into()), Err(PushError::Closed));
         assert!(!o.overflowed());
+    }
+}
+
+/// The writing itself, through a real loopback socket whose reader stops and resumes.
+#[cfg(test)]
+mod socket_tests {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// An outbox attached to one end of a loopback connection; the other end is returned.
+    async fn attached(capacity: usize, max_bytes: usize) -> (Arc<Outbox>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let outbox = Arc::new(Outbox::new(capacity, max_bytes));
+        outbox.attach(server.into_split().1);
+        (outbox, client)
+    }
+
+    /// Splits what the client read into frames: (opcode, payload). Panics on a torn frame.
+    fn frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let opcode = bytes[0] & 0x0f;
+            assert_eq!(bytes[0] & 0x80, 0x80, "every frame is final");
+            let (len, head) = match bytes[1] {
+                126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+                127 => (
+                    u64::from_be_bytes(bytes[2..10].try_into().expect("8")) as usize,
+                    10,
+                ),
+                n => (n as usize, 2),
+            };
+            assert!(bytes.len() >= head + len, "a frame was cut short");
+            out.push((opcode, bytes[head..head + len].to_vec()));
+            bytes = &bytes[head + len..];
+        }
+        out
+    }
+
+    /// What the connection's task does: writes the queue whenever the socket has room.
+    fn flusher(outbox: &Arc<Outbox>) -> tokio::task::JoinHandle<()> {
+        let outbox = outbox.clone();
+        tokio::spawn(async move {
+            while std::future::poll_fn(|cx| outbox.poll_flush(cx))
+                .await
+                .is_ok()
+            {
+                outbox.ready().await;
+            }
+        })
+    }
+
+    /// Reads until `total` bytes came.
+    async fn read_all(client: &mut TcpStream, total: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        while got.len() < total {
+            let n = client.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the socket closed early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    fn wire_len(body: usize) -> usize {
+        body + match body {
+            0..126 => 2,
+            126..65536 => 4,
+            _ => 10,
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_sent_at_once_or_queued_arrive_whole_and_in_order() {
+        let (outbox, mut client) = attached(100_000, 1 << 30).await;
+        // Frames of mixed sizes (short, 16-bit and 64-bit lengths, over the scratch buffer)
+        // until the socket refuses: the first ones are sent at once, the rest queue.
+        let sizes = [5usize, 300, 70_000, 20_000, 1];
+        let mut sent = Vec::new();
+        let mut i = 0;
+        while outbox.is_empty() || sent.len() < 2_000 {
+            let body = format!("{i:08}").repeat(sizes[i % sizes.len()] / 8 + 1);
+            outbox.push(Utf8Bytes::from(body.clone())).expect("room");
+            sent.push(body);
+            i += 1;
+        }
+        assert!(!outbox.is_empty(), "the socket stopped taking frames");
+        let total = sent.iter().map(|b| wire_len(b.len())).sum();
+        let flushing = flusher(&outbox);
+        let got = frames(&read_all(&mut client, total).await);
+        flushing.abort();
+        let texts: Vec<String> = got
+            .into_iter()
+            .map(|(op, b)| {
+                assert_eq!(op, 1, "text frames");
+                String::from_utf8(b).expect("utf-8")
+            })
+            .collect();
+        assert_eq!(texts, sent);
+    }
+
+    #[tokio::test]
+    async fn an_overflow_keeps_the_frame_already_started_and_the_close_follows_it() {
+        let (outbox, mut client) = attached(50, 1 << 30).await;
+        let body = "x".repeat(60_000);
+        while outbox.push(Utf8Bytes::from(body.clone())).is_ok() {}
+        assert!(outbox.overflowed());
+        assert_eq!(outbox.push("late".into()), Err(PushError::Closed));
+        // The close frame tungstenite would write (1008).
+        outbox
+            .push_raw(Bytes::from_static(&[0x88, 0x02, 0x03, 0xf0]))
+            .expect("raw frames are taken after an overflow");
+        let flushing = flusher(&outbox);
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        while !got.ends_with(&[0x88, 0x02, 0x03, 0xf0]) {
+            let n = client.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the socket closed early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        flushing.abort();
+        let frames = frames(&got);
+        let (last, data) = frames.split_last().expect("frames");
+        assert_eq!(last, &(8, vec![0x03, 0xf0]), "the close frame comes last");
+        assert!(!data.is_empty());
+        assert!(data.iter().all(|(op, b)| *op == 1 && b.len() == body.len()));
     }
 }

@@ -372,6 +372,15 @@ impl Registry {
                 d.delivered += 1;
                 continue;
             }
+            // The usual case, the next update of the member's epoch: no closure, no clone.
+            if let Some(e) = &m.epoch
+                && u.offset == m.last + 1
+                && (Arc::ptr_eq(e, &u.epoch) || **e == *u.epoch)
+            {
+                count(&mut d, m.outbox.push(u.frame.clone()));
+                m.last = u.offset;
+                continue;
+            }
             let outbox = m.outbox.clone();
             let mut emit = |f: Utf8Bytes| count(&mut d, outbox.push(f));
             if let Step::Gap = apply(project, m, u, &mut emit) {
