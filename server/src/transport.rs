@@ -129,9 +129,18 @@ impl Handshake {
             };
             let (read, write) = parts.io.into_inner().into_split();
             outbox.attach(write);
+            // Bytes hyper read past the handshake (rare: a client waits for the 101). An empty
+            // one is dropped, not kept: it would hold hyper's whole read buffer for the
+            // connection's life.
+            let early = if parts.read_buf.is_empty() {
+                Bytes::new()
+            } else {
+                Bytes::copy_from_slice(&parts.read_buf)
+            };
+            drop(parts.read_buf);
             let duplex = Duplex {
                 read,
-                early: parts.read_buf,
+                early,
                 outbox: outbox.clone(),
             };
             let socket = WebSocketStream::from_raw_socket(duplex, Role::Server, Some(config)).await;
@@ -168,6 +177,9 @@ impl AsyncRead for Duplex {
         if !this.early.is_empty() {
             let n = this.early.len().min(buf.remaining());
             buf.put_slice(&this.early.split_to(n));
+            if this.early.is_empty() {
+                this.early = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.read).poll_read(cx, buf)
