@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
@@ -33,6 +32,9 @@ use serde_json::value::RawValue;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tracing::{debug, info};
 use uuid::Uuid;
 
@@ -47,12 +49,14 @@ use crate::metrics::incr;
 use crate::outbox::Outbox;
 use crate::protocol::{ErrorCode, Reply, RequestError, check_id};
 use crate::shutdown::ConnectionSlot;
+use crate::transport::{Handshake, Socket};
 
 /// Read buffer of one connection, also the most read from the socket at once: requests are
 /// small, and a larger frame grows the buffer on demand (at the cost of more reads).
 pub const READ_BUFFER_BYTES: usize = 256;
-/// Replies and updates are batched up to this size before a write to the socket.
-pub const WRITE_BUFFER_BYTES: usize = 4096;
+/// tungstenite writes its own frames (pong, ping, close) into the outbox at once: it keeps no
+/// write buffer of its own.
+pub const WRITE_BUFFER_BYTES: usize = 0;
 /// How long a close handshake may take before the socket is simply dropped.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -83,7 +87,7 @@ pub async fn upgrade(
     headers: HeaderMap,
     uri: Uri,
     Query(query): Query<ConnectQuery>,
-    ws: WebSocketUpgrade,
+    ws: Handshake,
 ) -> Response {
     if state.drain.is_draining() {
         incr(&state.metrics.connections_refused);
@@ -121,23 +125,29 @@ pub async fn upgrade(
         );
     };
     let hard = limits.hard_frame_bytes();
-    let ws = ws
+    let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(WRITE_BUFFER_BYTES + 2 * limits.max_frame_bytes + 4096)
-        .max_frame_size(hard)
-        .max_message_size(hard);
+        .max_frame_size(Some(hard))
+        .max_message_size(Some(hard));
+    let outbox = Arc::new(Outbox::new(
+        limits.outbox_messages,
+        state.config.guard.outbox_bytes,
+    ));
     let start = Box::new(Start {
         state,
         slot,
         admitted,
         project: query.project_id,
     });
-    ws.on_upgrade(move |socket| run(socket, start))
+    ws.accept(config, outbox, move |socket, outbox| {
+        run(socket, outbox, start)
+    })
 }
 
-/// What the upgrade hands the connection. Boxed into the `on_upgrade` closure, which axum's
-/// upgrade task keeps for the connection's whole life: there it costs a pointer, not a copy.
+/// What the upgrade hands the connection. Boxed into the upgrade's closure, which the
+/// connection's task keeps for its whole life: there it costs a pointer, not a copy.
 struct Start {
     state: AppState,
     slot: ConnectionSlot,
@@ -183,7 +193,7 @@ enum Event {
     Exit(Exit),
     /// The server began to drain: the connection closes at its turn.
     Drain,
-    Read(Option<Result<Message, axum::Error>>),
+    Read(Option<Result<Message, tungstenite::Error>>),
     Forwarded(Result<ForwardResult, tokio::task::JoinError>),
     Timer,
 }
@@ -208,7 +218,7 @@ struct Conn {
 /// connection's life next to the copies the body makes of them (the socket twice, the upgrade's
 /// `Start` besides the `Conn` made of it). The block below keeps the socket once, used in place.
 #[allow(clippy::manual_async_fn)] // on purpose, see above
-fn run(mut socket: WebSocket, start: Box<Start>) -> impl Future<Output = ()> {
+fn run(mut socket: Socket, outbox: Arc<Outbox>, start: Box<Start>) -> impl Future<Output = ()> {
     async move {
         let Start {
             state,
@@ -217,7 +227,7 @@ fn run(mut socket: WebSocket, start: Box<Start>) -> impl Future<Output = ()> {
             project,
         } = *start;
         let Admitted { identity, ip_slot } = admitted;
-        let (mut conn, follow) = Conn::open(state, identity, project).await;
+        let (mut conn, follow) = Conn::open(state, identity, project, outbox).await;
         // The welcome is written alone: tungstenite's write buffer keeps the capacity of the
         // largest batch it held for the connection's life, and the welcome with the
         // `subscribed` of `?project_id=` behind it would about double it.
@@ -243,12 +253,9 @@ impl Conn {
         state: AppState,
         identity: Option<Identity>,
         project: Option<String>,
+        outbox: Arc<Outbox>,
     ) -> (Self, Option<Arc<str>>) {
         let id = Uuid::new_v4();
-        let outbox = Arc::new(Outbox::new(
-            state.config.limits.outbox_messages,
-            state.config.guard.outbox_bytes,
-        ));
         let pending = identity.is_none().then(|| {
             Box::new(Pending {
                 deadline: Instant::now() + state.config.auth.timeout,
@@ -339,7 +346,7 @@ impl Conn {
     /// The connection loop. One poll looks at everything in order of priority (drain,
     /// overflow, the outbox, forwards, the socket, the keepalive timer) and writes the outbox
     /// as soon as something is queued, so a reply or an update costs one pass, not several.
-    async fn serve(&mut self, socket: &mut WebSocket) -> Exit {
+    async fn serve(&mut self, socket: &mut Socket) -> Exit {
         // Settings are read from the configuration where used, not copied: every copy kept
         // across an await is a few bytes more in each connection's task.
         let mut drain = self.state.drain.watch();
@@ -513,7 +520,7 @@ impl Conn {
     }
 
     /// Closes the connection the way `exit` calls for, then forgets it.
-    async fn finish(mut self, exit: Exit, socket: &mut WebSocket) {
+    async fn finish(mut self, exit: Exit, socket: &mut Socket) {
         let id = self.id;
         if matches!(
             exit,
@@ -606,11 +613,14 @@ impl Conn {
         match close {
             Some((code, reason)) => {
                 let frame = CloseFrame {
-                    code,
+                    code: code.into(),
                     reason: Utf8Bytes::from(reason),
                 };
+                let outbox = &self.outbox;
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-                    if socket.send(Message::Close(Some(frame))).await.is_ok() {
+                    if socket.send(Message::Close(Some(frame))).await.is_ok()
+                        && pump(socket, outbox).await.is_ok()
+                    {
                         // Wait for the client's close frame, which ends the stream.
                         while let Some(Ok(_)) = socket.next().await {}
                     }
@@ -618,9 +628,12 @@ impl Conn {
                 .await;
             }
             None => {
-                // Completes the close handshake the client started (the reply is queued).
+                // Completes the close handshake the client started: tungstenite frames the
+                // reply while reading, the outbox writes it.
+                let outbox = &self.outbox;
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
                     while let Some(Ok(_)) = socket.next().await {}
+                    let _ = pump(socket, outbox).await;
                 })
                 .await;
             }
@@ -629,26 +642,20 @@ impl Conn {
     }
 }
 
-/// Writes everything queued in the outbox and flushes.
-async fn pump(socket: &mut WebSocket, outbox: &Outbox) -> Result<(), axum::Error> {
+/// Writes everything queued in the outbox (with what tungstenite framed itself).
+async fn pump(socket: &mut Socket, outbox: &Outbox) -> Result<(), tungstenite::Error> {
     std::future::poll_fn(|cx| poll_pump(socket, outbox, cx)).await
 }
 
-/// One step of [`pump`]. Cancel-safe: a frame is taken from the outbox only once the socket
-/// has room for it, and handing it over does not wait.
+/// One step of [`pump`]: what tungstenite holds (a pong to a ping it read) into the outbox,
+/// then the outbox into the socket. Cancel-safe: neither waits once it has started a write.
 fn poll_pump(
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     outbox: &Outbox,
     cx: &mut Context<'_>,
-) -> Poll<Result<(), axum::Error>> {
-    loop {
-        std::task::ready!(socket.poll_ready_unpin(cx))?;
-        match outbox.pop() {
-            Some(frame) => socket.start_send_unpin(Message::Text(frame))?,
-            None => break,
-        }
-    }
-    socket.poll_flush_unpin(cx)
+) -> Poll<Result<(), tungstenite::Error>> {
+    std::task::ready!(socket.poll_flush_unpin(cx))?;
+    outbox.poll_flush(cx).map_err(tungstenite::Error::Io)
 }
 
 async fn join_next(
@@ -671,18 +678,17 @@ fn close_reason(prefix: &str, why: &str) -> String {
     r
 }
 
-fn read_error(e: axum::Error) -> Exit {
-    let inner = e.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Utf8(_)) => Exit::InvalidUtf8,
-        Some(tungstenite::Error::Capacity(_)) => Exit::TooBig,
-        Some(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+fn read_error(e: tungstenite::Error) -> Exit {
+    match e {
+        tungstenite::Error::Utf8(_) => Exit::InvalidUtf8,
+        tungstenite::Error::Capacity(_) => Exit::TooBig,
+        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
             Exit::ClientGone
         }
-        Some(tungstenite::Error::Io(_)) => Exit::ClientGone,
-        Some(tungstenite::Error::Protocol(
+        tungstenite::Error::Io(_) => Exit::ClientGone,
+        tungstenite::Error::Protocol(
             tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-        )) => Exit::ClientGone,
-        _ => Exit::ReadError(inner.to_string()),
+        ) => Exit::ClientGone,
+        other => Exit::ReadError(other.to_string()),
     }
 }

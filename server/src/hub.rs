@@ -181,8 +181,9 @@ pub fn new_epoch() -> String {
 pub struct LocalHub {
     registry: Registry,
     epoch: Arc<str>,
-    /// Top offset per project; held while delivering so updates go out in offset order.
-    tops: Mutex<HashMap<Arc<str>, u64>>,
+    /// Top offset per project, each under its own lock, held while delivering so one
+    /// project's updates go out in offset order while other projects' publishes run beside.
+    tops: Mutex<HashMap<Arc<str>, Arc<Mutex<u64>>>>,
     /// Idempotency keys of the last 5 minutes, with the answer they got.
     seen: Mutex<HashMap<String, (std::time::Instant, Published)>>,
 }
@@ -211,23 +212,35 @@ impl LocalHub {
         self.registry.connection_count()
     }
 
+    /// The lock of `project`'s top offset.
+    fn top_of(&self, project: &str) -> Arc<Mutex<u64>> {
+        let mut tops = registry::lock(&self.tops);
+        match tops.get(project) {
+            Some(t) => t.clone(),
+            None => tops.entry(Arc::from(project)).or_default().clone(),
+        }
+    }
+
     fn top(&self, project: &str) -> u64 {
-        registry::lock(&self.tops)
-            .get(project)
-            .copied()
-            .unwrap_or(0)
+        *registry::lock(&self.top_of(project))
     }
 
     /// Publishes synchronously; what [`Hub::publish`] does for this hub.
     pub fn publish_now(&self, target: Target<'_>, data: &RawValue, key: Option<&str>) -> Published {
-        let mut seen = registry::lock(&self.seen);
-        seen.retain(|_, (at, _)| at.elapsed() < IDEMPOTENCY_WINDOW);
+        // A publish with an `Idempotency-Key` holds the key table to its end, so that a retry
+        // racing the first waits for its answer; publishes without a key take no global lock.
+        let mut seen = key.map(|_| registry::lock(&self.seen));
+        if let Some(seen) = seen.as_mut() {
+            seen.retain(|_, (at, _)| at.elapsed() < IDEMPOTENCY_WINDOW);
+        }
         let scoped = key.map(|k| match target {
             Target::Project(p) => format!("p:{p}:{k}"),
             Target::User(u) => format!("u:{u}:{k}"),
             Target::All => format!("all:{k}"),
         });
-        if let Some((_, first)) = scoped.as_ref().and_then(|k| seen.get(k)) {
+        if let (Some(seen), Some(k)) = (seen.as_ref(), scoped.as_ref())
+            && let Some((_, first)) = seen.get(k)
+        {
             let mut again = first.clone();
             again.duplicate = true;
             again.local = None;
@@ -248,8 +261,8 @@ impl LocalHub {
                 local: Some(self.registry.deliver_user(u, &target.frame(data).into())),
             },
             Target::Project(p) => {
-                let mut tops = registry::lock(&self.tops);
-                let top = tops.entry(Arc::from(p)).or_insert(0);
+                let top = self.top_of(p);
+                let mut top = registry::lock(&top);
                 *top += 1;
                 let frame = positioned(&update_base(Some(p), data), *top, &self.epoch);
                 let update = Update {
@@ -270,7 +283,7 @@ impl LocalHub {
                 }
             }
         };
-        if let Some(k) = scoped {
+        if let (Some(seen), Some(k)) = (seen.as_mut(), scoped) {
             seen.insert(k, (std::time::Instant::now(), published.clone()));
         }
         published

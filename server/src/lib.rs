@@ -25,6 +25,7 @@ pub mod outbox;
 pub mod protocol;
 pub mod publish;
 pub mod shutdown;
+pub mod transport;
 
 use std::future::Future;
 use std::ops::Deref;

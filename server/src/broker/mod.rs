@@ -20,10 +20,10 @@ pub(crate) mod scripts;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use redis::aio::ConnectionLike;
 use serde_json::value::RawValue;
 use tokio::sync::{OnceCell, mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::config::BrokerConfig;
 use crate::hub::registry::{Finish, Repair};

@@ -3,8 +3,8 @@
 //! [`crate::protocol`]), and everything but `authenticate` needs a session. Each action is
 //! handled in its own module.
 
-use axum::extract::ws::Message;
 use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Message;
 
 use super::authenticate::TokenCheck;
 use super::{Conn, Exit};

@@ -12,10 +12,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use axum::extract::ws::Utf8Bytes;
 use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::ConnId;
 use crate::outbox::{Outbox, PushError};
@@ -115,8 +115,17 @@ pub struct Registry {
     all: RwLock<HashMap<ConnId, Arc<Outbox>>>,
     /// Connections by the user they authenticated as.
     users: RwLock<HashMap<Arc<str>, Outboxes>>,
-    projects: Mutex<HashMap<Arc<str>, Members>>,
+    /// The members of each project, each project under a lock of its own: a delivery writes
+    /// into its members' sockets while holding its project's lock (which keeps the project's
+    /// updates in order and merged with recoveries), so two projects deliver at once on two
+    /// workers. Adding or removing a project takes the map's write lock.
+    projects: RwLock<HashMap<Arc<str>, Mutex<Members>>>,
     tickets: AtomicU64,
+}
+
+/// A project's members, from the map's write lock (no locking needed).
+fn members_mut(m: &mut Mutex<Members>) -> &mut Members {
+    m.get_mut().unwrap_or_else(|e| e.into_inner())
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -181,6 +190,14 @@ fn apply(project: &str, m: &mut Member, u: &Update, emit: &mut impl FnMut(Utf8By
 }
 
 impl Registry {
+    fn read_projects(&self) -> RwLockReadGuard<'_, HashMap<Arc<str>, Mutex<Members>>> {
+        self.projects.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_projects(&self) -> RwLockWriteGuard<'_, HashMap<Arc<str>, Mutex<Members>>> {
+        self.projects.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn ticket(&self) -> u64 {
         self.tickets.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -290,9 +307,9 @@ impl Registry {
         since: Option<&Since>,
     ) -> Begun {
         let ticket = self.ticket();
-        let mut map = lock(&self.projects);
+        let mut map = self.write_projects();
         let first = !map.contains_key(project);
-        map.entry(project.clone()).or_default().insert(
+        members_mut(map.entry(project.clone()).or_default()).insert(
             id,
             Member {
                 outbox: outbox.clone(),
@@ -307,8 +324,8 @@ impl Registry {
 
     /// Ends a subscription; true when the project has no member left on this task.
     pub fn remove(&self, project: &str, id: ConnId) -> bool {
-        let mut map = lock(&self.projects);
-        match map.get_mut(project) {
+        let mut map = self.write_projects();
+        match map.get_mut(project).map(members_mut) {
             Some(members) => {
                 members.remove(&id);
                 if members.is_empty() {
@@ -324,20 +341,19 @@ impl Registry {
 
     /// Whether a connection on this task follows `project`.
     pub fn has_members(&self, project: &str) -> bool {
-        lock(&self.projects).contains_key(project)
+        self.read_projects().contains_key(project)
     }
 
     /// The projects followed on this task.
     pub fn projects(&self) -> Vec<Arc<str>> {
-        lock(&self.projects).keys().cloned().collect()
+        self.read_projects().keys().cloned().collect()
     }
 
     /// Whether a recovery's result is still wanted.
     pub fn is_current(&self, project: &str, id: ConnId, ticket: u64) -> bool {
-        lock(&self.projects)
+        self.read_projects()
             .get(project)
-            .and_then(|m| m.get(&id))
-            .is_some_and(|m| m.ticket == ticket)
+            .is_some_and(|m| lock(m).get(&id).is_some_and(|m| m.ticket == ticket))
     }
 
     /// Delivers a live update to the project's members; returns the repairs that holes in the
@@ -345,17 +361,24 @@ impl Registry {
     pub fn deliver(&self, project: &str, u: &Update) -> (Delivery, Vec<Repair>) {
         let mut d = Delivery::default();
         let mut gaps: Vec<(ConnId, u64)> = Vec::new();
-        let mut map = lock(&self.projects);
-        let Some(key) = map.get_key_value(project).map(|(k, _)| k.clone()) else {
+        let map = self.read_projects();
+        let Some((key, members)) = map.get_key_value(project) else {
             return (d, Vec::new());
         };
-        let Some(members) = map.get_mut(project) else {
-            return (d, Vec::new());
-        };
+        let mut members = lock(members);
         for (id, m) in members.iter_mut() {
             if let Some(buf) = m.pending.as_mut() {
                 buf.push(u.clone());
                 d.delivered += 1;
+                continue;
+            }
+            // The usual case, the next update of the member's epoch: no closure, no clone.
+            if let Some(e) = &m.epoch
+                && u.offset == m.last + 1
+                && (Arc::ptr_eq(e, &u.epoch) || **e == *u.epoch)
+            {
+                count(&mut d, m.outbox.push(u.frame.clone()));
+                m.last = u.offset;
                 continue;
             }
             let outbox = m.outbox.clone();
@@ -374,7 +397,7 @@ impl Registry {
                 m.ticket = ticket;
             }
         }
-        let repairs = group(&key, gaps.iter().map(|(id, _)| *id), members);
+        let repairs = group(key, gaps.iter().map(|(id, _)| *id), &members);
         (d, repairs)
     }
 
@@ -390,9 +413,11 @@ impl Registry {
         outcome: Outcome,
     ) -> Option<Repair> {
         let new_ticket = self.ticket();
-        let mut map = lock(&self.projects);
-        let key = map.get_key_value(project).map(|(k, _)| k.clone())?;
-        let m = map.get_mut(project)?.get_mut(&id)?;
+        let map = self.read_projects();
+        let (key, members) = map.get_key_value(project)?;
+        let key = key.clone();
+        let mut members = lock(members);
+        let m = members.get_mut(&id)?;
         if m.ticket != ticket || m.pending.is_none() {
             return None;
         }
@@ -454,9 +479,10 @@ impl Registry {
     /// After the broker connection came back: every live member may have missed updates, so
     /// each waits for a repair from its last offset (grouped by position).
     pub fn repair_all(&self) -> Vec<Repair> {
-        let mut map = lock(&self.projects);
+        let mut map = self.write_projects();
         let mut repairs = Vec::new();
         for (project, members) in map.iter_mut() {
+            let members = members_mut(members);
             let mut ids = Vec::new();
             for (id, m) in members.iter_mut() {
                 if m.pending.is_none() {
