@@ -220,3 +220,74 @@ async fn invalid_project_on_connect_is_refused() {
         other => panic!("expected 400, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn requests_that_are_not_a_websocket_handshake_are_refused_with_a_code() {
+    let server = start(&[]).await;
+    let key = ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+    let upgrade = [("connection", "Upgrade"), ("upgrade", "websocket")];
+    let cases: [(&[(&str, &str)], u16, &str); 3] = [
+        (&[], 400, "not_websocket"),
+        (
+            &[upgrade[0], upgrade[1], ("sec-websocket-version", "8"), key],
+            400,
+            "websocket_version",
+        ),
+        (
+            &[upgrade[0], upgrade[1], ("sec-websocket-version", "13")],
+            400,
+            "not_websocket",
+        ),
+    ];
+    for (headers, status, code) in cases {
+        let mut req = reqwest::Client::new().get(server.url("/ws"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let answer = req.send().await.expect("an answer");
+        assert_eq!(answer.status().as_u16(), status, "{headers:?}");
+        let body: serde_json::Value = answer.json().await.expect("a JSON refusal");
+        assert_eq!(body["code"], code, "{headers:?}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_sent_right_behind_the_handshake_is_read_and_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(&[]).await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    // The handshake and a first frame in one write: hyper reads both, and the server must
+    // hand the frame's bytes to the WebSocket (a zero mask leaves the payload as it is).
+    let payload = br#"{"action":"ping","request_id":"early"}"#;
+    let mut bytes = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        server.addr
+    )
+    .into_bytes();
+    bytes.extend_from_slice(&[0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0]);
+    bytes.extend_from_slice(payload);
+    tcp.write_all(&bytes).await.expect("write");
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !String::from_utf8_lossy(&got).contains(r#""request_id":"early""#) {
+        let n = tokio::time::timeout_at(deadline, tcp.read(&mut buf))
+            .await
+            .expect("the early request answered within the wait")
+            .expect("read");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    // RFC 6455's example key and its accept value.
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{text}"
+    );
+    assert!(text.contains(r#""type":"welcome""#), "{text}");
+}
