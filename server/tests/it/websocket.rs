@@ -226,7 +226,8 @@ async fn requests_that_are_not_a_websocket_handshake_are_refused_with_a_code() {
     let server = start(&[]).await;
     let key = ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
     let upgrade = [("connection", "Upgrade"), ("upgrade", "websocket")];
-    let cases: [(&[(&str, &str)], u16, &str); 3] = [
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Headers, u16, &str); 3] = [
         (&[], 400, "not_websocket"),
         (
             &[upgrade[0], upgrade[1], ("sec-websocket-version", "8"), key],
