@@ -4,6 +4,11 @@
 //! that answers 1 `recv` with 1 `send` (the cost of one round trip). The CPU of that thread alone
 //! is read from /proc/thread-self/stat. Loopback charges the sender for the receiver's TCP
 //! processing too, so these floors are what ws-server's figures are to be compared with.
+//!
+//! The delivery floor's reader spins, so those sends never wake anyone. A third figure sends the
+//! same messages in bursts (one per connection, then a pause, as a publish reaches its
+//! subscribers) to readers that sleep in epoll between bursts, as loadgen's subscribers and
+//! real clients do: on loopback the sender then also pays for their wake-ups.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -103,6 +108,57 @@ fn deliveries(args: &Args, clock: ClockTicks) -> Result<(f64, f64)> {
     Ok(cost)
 }
 
+/// The same sends in bursts of one per connection with a pause between, to readers that sleep
+/// in epoll (a tokio task per connection on one thread) until data comes.
+fn deliveries_to_sleepers(args: &Args, clock: ClockTicks) -> Result<(f64, f64)> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("listening on loopback")?;
+    let addr = listener.local_addr()?;
+    let n = args.connections as usize;
+    let reader = thread::spawn(move || -> Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?;
+        rt.block_on(async move {
+            let mut readers = tokio::task::JoinSet::new();
+            for _ in 0..n {
+                let mut c = tokio::net::TcpStream::connect(addr).await?;
+                readers.spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut buf = vec![0u8; 8192];
+                    while c.read(&mut buf).await? > 0 {}
+                    std::io::Result::Ok(())
+                });
+            }
+            while let Some(done) = readers.join_next().await {
+                done??;
+            }
+            Ok(())
+        })
+    });
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (s, _) = listener.accept().context("accepting")?;
+        s.set_nodelay(true)?;
+        conns.push(s);
+    }
+    let msg = vec![b'x'; args.bytes as usize];
+    let before = thread_ticks()?;
+    let bursts = (args.messages as usize).div_ceil(n);
+    for _ in 0..bursts {
+        for c in &mut conns {
+            c.write_all(&msg).context("sending")?;
+        }
+        // Long enough for the readers to drain and go back to sleep (200 publishes/s).
+        thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let cost = per_op(before, (bursts * n) as u64, clock)?;
+    drop(conns);
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
+    Ok(cost)
+}
+
 /// 1 `recv` + 1 `send` per round trip on one connection, a blocking client on another thread.
 fn round_trips(args: &Args, clock: ClockTicks) -> Result<(f64, f64)> {
     let listener = TcpListener::bind("127.0.0.1:0").context("listening on loopback")?;
@@ -137,12 +193,16 @@ fn round_trips(args: &Args, clock: ClockTicks) -> Result<(f64, f64)> {
 pub async fn run(args: Args) -> Result<Report> {
     let clock = ClockTicks::detect();
     let started = Instant::now();
-    let (d, r) = tokio::task::spawn_blocking(move || -> Result<_> {
-        Ok((deliveries(&args, clock)?, round_trips(&args, clock)?))
+    let (d, r, w) = tokio::task::spawn_blocking(move || -> Result<_> {
+        Ok((
+            deliveries(&args, clock)?,
+            round_trips(&args, clock)?,
+            deliveries_to_sleepers(&args, clock)?,
+        ))
     })
     .await
     .context("floor threads")??;
-    if d.0 <= 0.0 || r.0 <= 0.0 {
+    if d.0 <= 0.0 || r.0 <= 0.0 || w.0 <= 0.0 {
         bail!(
             "too few messages to measure CPU at {} ticks a second: raise --messages",
             clock.per_sec
@@ -152,6 +212,8 @@ pub async fn run(args: Args) -> Result<Report> {
         "scenario": "floor",
         "delivery_cpu_ms_per_1000": round(d.0, 3),
         "delivery_system_cpu_ms_per_1000": round(d.1, 3),
+        "delivery_to_sleepers_cpu_ms_per_1000": round(w.0, 3),
+        "delivery_to_sleepers_system_cpu_ms_per_1000": round(w.1, 3),
         "round_trip_cpu_ms_per_1000": round(r.0, 3),
         "round_trip_system_cpu_ms_per_1000": round(r.1, 3),
         "clk_tck": clock.per_sec,
@@ -159,9 +221,12 @@ pub async fn run(args: Args) -> Result<Report> {
     });
     let summary = format!(
         "floor: one send of a small message to one of many loopback connections: {:.2} ms CPU per 1,000 ({:.0}% kernel)\n\
+         floor: the same sends in bursts to readers that sleep in epoll: {:.2} ms CPU per 1,000 ({:.0}% kernel)\n\
          floor: one recv + one send round trip: {:.2} ms CPU per 1,000 ({:.0}% kernel)  [{:.1} s]",
         d.0,
         100.0 * d.1 / d.0,
+        w.0,
+        100.0 * w.1 / w.0,
         r.0,
         100.0 * r.1 / r.0,
         started.elapsed().as_secs_f64()

@@ -132,6 +132,19 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn floor_reports_its_three_costs() {
+        let r = run(&["floor", "-m", "20000", "-n", "50"]).await;
+        for figure in [
+            "delivery_cpu_ms_per_1000",
+            "delivery_to_sleepers_cpu_ms_per_1000",
+            "round_trip_cpu_ms_per_1000",
+        ] {
+            let v = r[figure].as_f64().unwrap_or(-1.0);
+            assert!(v > 0.0, "{figure} = {v}: {r}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn conns_holds_every_connection_and_reads_memory() {
         let server = start_server().await;
         let pid = std::process::id().to_string();
