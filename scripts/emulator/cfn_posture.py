@@ -173,7 +173,7 @@ def _create_default_vpc_with_gateway(self):
     vpc = _create_default_vpc(self)
     gateway = self.create_internet_gateway()
     self.attach_internet_gateway(gateway.id, vpc.id)
-    main = next(t for t in self.route_tables.values() if t.vpc_id == vpc.id)
+    main = next(t for t in list(self.route_tables.values()) if t.vpc_id == vpc.id)
     self.create_route(main.id, "0.0.0.0/0", gateway_id=gateway.id)
     return vpc
 

@@ -182,7 +182,7 @@ def _targets(backend, service, tasks, register):
 
 
 def _service_tasks(backend, service):
-    return [t for t in backend.tasks.get(service.cluster_name, {}).values()
+    return [t for t in list(backend.tasks.get(service.cluster_name, {}).values())
             if isinstance(t, ServiceTask) and t.service_name == service.name
             and t.desired_status == "RUNNING"]
 

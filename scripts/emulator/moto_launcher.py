@@ -92,7 +92,9 @@ _execute_change_set = CloudFormationBackend.execute_change_set
 
 def _execute_change_set_with_outputs(self, change_set_name, stack_name=None):
     _execute_change_set(self, change_set_name, stack_name)
-    for stack in self.stacks.values():
+    # A snapshot: moto's server is threaded, and parallel tests create stacks meanwhile
+    # ("OrderedDict mutated during iteration" made ExecuteChangeSet answer 500).
+    for stack in list(self.stacks.values()):
         if stack.template and stack.status.endswith("_COMPLETE"):
             stack._parse_template()
             stack.output_map = stack._create_output_map()
