@@ -62,6 +62,17 @@ fn per_op(before: (u64, u64), ops: u64, clock: ClockTicks) -> Result<(f64, f64)>
     ))
 }
 
+/// The sender's ends of `n` connections, with Nagle off (each message is sent at once).
+fn accept(listener: &TcpListener, n: usize) -> Result<Vec<TcpStream>> {
+    (0..n)
+        .map(|_| {
+            let (s, _) = listener.accept().context("accepting")?;
+            s.set_nodelay(true)?;
+            Ok(s)
+        })
+        .collect()
+}
+
 /// One `send` per message, round-robin over `n` connections whose reader drains them.
 fn deliveries(args: &Args, clock: ClockTicks) -> Result<(f64, f64)> {
     let listener = TcpListener::bind("127.0.0.1:0").context("listening on loopback")?;
@@ -89,12 +100,7 @@ fn deliveries(args: &Args, clock: ClockTicks) -> Result<(f64, f64)> {
             }
         }
     });
-    let mut conns = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (s, _) = listener.accept().context("accepting")?;
-        s.set_nodelay(true)?;
-        conns.push(s);
-    }
+    let mut conns = accept(&listener, n)?;
     let msg = vec![b'x'; args.bytes as usize];
     let before = thread_ticks()?;
     for k in 0..args.messages as usize {
@@ -135,12 +141,7 @@ fn deliveries_to_sleepers(args: &Args, clock: ClockTicks) -> Result<(f64, f64)> 
             Ok(())
         })
     });
-    let mut conns = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (s, _) = listener.accept().context("accepting")?;
-        s.set_nodelay(true)?;
-        conns.push(s);
-    }
+    let mut conns = accept(&listener, n)?;
     let msg = vec![b'x'; args.bytes as usize];
     let before = thread_ticks()?;
     let bursts = (args.messages as usize).div_ceil(n);

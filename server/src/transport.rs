@@ -39,19 +39,21 @@ pub struct Handshake {
     on_upgrade: OnUpgrade,
 }
 
-/// Why a request to `/ws` is not a WebSocket handshake.
+/// Why a request to `/ws` is not a WebSocket handshake: its stable code and what to do.
 pub struct NotWebSocket(&'static str, &'static str);
 
 impl IntoResponse for NotWebSocket {
     fn into_response(self) -> Response {
-        let status = if self.0 == "not_upgradable" {
-            StatusCode::UPGRADE_REQUIRED
-        } else {
-            StatusCode::BAD_REQUEST
+        let status = match self.0 {
+            // The request was a handshake; what is in between cannot pass it on.
+            NOT_UPGRADABLE => StatusCode::UPGRADE_REQUIRED,
+            _ => StatusCode::BAD_REQUEST,
         };
         refuse(status, self.0, self.1)
     }
 }
+
+const NOT_UPGRADABLE: &str = "not_upgradable";
 
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers.get_all(name).iter().any(|v| {
@@ -96,7 +98,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Handshake {
         };
         let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
             return Err(NotWebSocket(
-                "not_upgradable",
+                NOT_UPGRADABLE,
                 "this connection cannot be upgraded to a WebSocket",
             ));
         };

@@ -160,13 +160,19 @@ fn subscribed(
 
 /// The live rule for one member: in order once, a hole is a gap, another epoch means the
 /// history was lost under the subscription (the client is told to reload, then gets the update).
-fn apply(project: &str, m: &mut Member, u: &Update, emit: &mut impl FnMut(Utf8Bytes)) -> Step {
+/// `emit` gets the member's outbox with each frame, so a delivery pushes without cloning it.
+fn apply(
+    project: &str,
+    m: &mut Member,
+    u: &Update,
+    emit: &mut impl FnMut(&Outbox, Utf8Bytes),
+) -> Step {
     match &m.epoch {
         Some(e) if **e == *u.epoch => {
             if u.offset <= m.last {
                 Step::Skipped
             } else if u.offset == m.last + 1 {
-                emit(u.frame.clone());
+                emit(&m.outbox, u.frame.clone());
                 m.last = u.offset;
                 Step::Sent
             } else {
@@ -174,14 +180,11 @@ fn apply(project: &str, m: &mut Member, u: &Update, emit: &mut impl FnMut(Utf8By
             }
         }
         _ => {
-            emit(subscribed(
-                project,
-                None,
-                u.offset - 1,
-                &u.epoch,
-                Some(false),
-            ));
-            emit(u.frame.clone());
+            emit(
+                &m.outbox,
+                subscribed(project, None, u.offset - 1, &u.epoch, Some(false)),
+            );
+            emit(&m.outbox, u.frame.clone());
             m.epoch = Some(u.epoch.clone());
             m.last = u.offset;
             Step::Sent
@@ -372,18 +375,7 @@ impl Registry {
                 d.delivered += 1;
                 continue;
             }
-            // The usual case, the next update of the member's epoch: no closure, no clone.
-            if let Some(e) = &m.epoch
-                && u.offset == m.last + 1
-                && (Arc::ptr_eq(e, &u.epoch) || **e == *u.epoch)
-            {
-                count(&mut d, m.outbox.push(u.frame.clone()));
-                m.last = u.offset;
-                continue;
-            }
-            let outbox = m.outbox.clone();
-            let mut emit = |f: Utf8Bytes| count(&mut d, outbox.push(f));
-            if let Step::Gap = apply(project, m, u, &mut emit) {
+            if let Step::Gap = apply(project, m, u, &mut |o, f| count(&mut d, o.push(f))) {
                 gaps.push((*id, m.last));
             }
         }
@@ -456,7 +448,7 @@ impl Registry {
         let mut rest = waiting.into_iter();
         let mut repair = None;
         while let Some(u) = rest.next() {
-            if let Step::Gap = apply(project, m, &u, &mut |f| batch.push(f)) {
+            if let Step::Gap = apply(project, m, &u, &mut |_, f| batch.push(f)) {
                 let mut still = vec![u];
                 still.extend(rest);
                 m.pending = Some(still);
