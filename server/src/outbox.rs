@@ -137,14 +137,20 @@ impl Inner {
         };
         let mut header = [0u8; 10];
         let (head, body) = frame.parts(&mut header);
+        // The kernel's own non-blocking `send`, not tokio's `try_write`: that first reads the
+        // registration's readiness, a separate allocation per connection that is cold when a
+        // publish walks 200 connections (a cache miss per delivery, 4% of the server's CPU in
+        // the fan-out profile). The socket is non-blocking, so a full one answers `EAGAIN`
+        // here; tokio learns it on the connection task's next write, which waits for room.
+        let socket = socket2::SockRef::from(wire.as_ref());
         let written = SCRATCH.with(|scratch| {
             let mut buf = scratch.borrow_mut();
             buf.clear();
             if frame.encode_into(&mut buf) {
-                wire.try_write(&buf)
+                socket.send(&buf)
             } else {
                 // Larger than the scratch buffer: header and payload as they are.
-                wire.try_write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(body)])
+                socket.send_vectored(&[io::IoSlice::new(head), io::IoSlice::new(body)])
             }
         });
         match written {
