@@ -1,14 +1,19 @@
 //! `floor`: what the kernel alone charges for the system calls a WebSocket server cannot avoid, on
 //! this machine, with no WebSocket, no JSON and no async runtime: a plain thread that writes
 //! one small message per `send` to many loopback connections (the cost of one delivery), and one
-//! that answers 1 `recv` with 1 `send` (the cost of one round trip). The CPU of that thread alone
-//! is read from /proc/thread-self/stat. Loopback charges the sender for the receiver's TCP
-//! processing too, so these floors are what ws-server's figures are to be compared with.
+//! that answers each request with 1 `recv` and 1 `send` (the cost of one round trip). The CPU
+//! of that thread alone is read from /proc/thread-self/stat. Loopback charges the sender for the
+//! receiver's TCP processing too, so these floors are what ws-server's figures are to be
+//! compared with.
 //!
-//! The delivery floor's reader spins, so those sends never wake anyone. A third figure sends the
-//! same messages in bursts (one per connection, then a pause, as a publish reaches its
-//! subscribers) to readers that sleep in epoll between bursts, as loadgen's subscribers and
-//! real clients do: on loopback the sender then also pays for their wake-ups.
+//! The delivery floor's reader spins, so those sends never wake anyone. A second figure sends
+//! the same messages as the fan-out does, in bursts (one per connection of a group of `-n`,
+//! then a pause, as a publish reaches one project's subscribers) over `--sleepers` connections
+//! whose readers sleep in epoll between bursts, as loadgen's subscribers and real clients do:
+//! on loopback the sender then also pays for their wake-ups, and for 2,000 sockets' state
+//! instead of 200 in the caches. The round-trip floor is a busy echo server (`echo.rs`).
+
+mod echo;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -24,12 +29,19 @@ use crate::procfs::{ClockTicks, round};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Sends in the delivery test (and round trips in the echo test)
+    /// Sends in each delivery test (and round trips in the echo test)
     #[arg(short = 'm', long, default_value_t = 200_000, value_parser = value_parser!(u64).range(1000..=5_000_000))]
     messages: u64,
-    /// Connections the delivery test spreads its sends over
+    /// Connections the delivery test spreads its sends over; also the size of one burst to
+    /// the sleeping readers (one project's subscribers)
     #[arg(short = 'n', long, default_value_t = 200, value_parser = value_parser!(u64).range(1..=2000))]
     connections: u64,
+    /// Connections of the sleeping readers, sent to a burst at a time (the fan-out's subscribers)
+    #[arg(long, default_value_t = 2000, value_parser = value_parser!(u64).range(1..=20_000))]
+    sleepers: u64,
+    /// Clients of the echo test, each with one request in flight (the ping scenario's clients)
+    #[arg(long, default_value_t = 500, value_parser = value_parser!(u64).range(1..=10_000))]
+    echo_clients: u64,
     /// Bytes per delivered message (a 256-byte payload in an update frame is about 330)
     #[arg(long, default_value_t = 330, value_parser = value_parser!(u64).range(1..=65_536))]
     bytes: u64,
@@ -114,12 +126,14 @@ fn deliveries(args: &Args, clock: ClockTicks) -> Result<(f64, f64)> {
     Ok(cost)
 }
 
-/// The same sends in bursts of one per connection with a pause between, to readers that sleep
-/// in epoll (a tokio task per connection on one thread) until data comes.
+/// The same sends as the fan-out makes them: bursts of one per connection of a group of `-n`,
+/// the groups in turn, 5 ms apart (200 publishes/s), over `--sleepers` connections whose
+/// readers sleep in epoll (a tokio task per connection on one thread) until data comes.
 fn deliveries_to_sleepers(args: &Args, clock: ClockTicks) -> Result<(f64, f64)> {
     let listener = TcpListener::bind("127.0.0.1:0").context("listening on loopback")?;
     let addr = listener.local_addr()?;
-    let n = args.connections as usize;
+    let n = args.sleepers as usize;
+    let burst = (args.connections as usize).min(n);
     let reader = thread::spawn(move || -> Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
@@ -144,15 +158,17 @@ fn deliveries_to_sleepers(args: &Args, clock: ClockTicks) -> Result<(f64, f64)> 
     let mut conns = accept(&listener, n)?;
     let msg = vec![b'x'; args.bytes as usize];
     let before = thread_ticks()?;
-    let bursts = (args.messages as usize).div_ceil(n);
+    let bursts = (args.messages as usize).div_ceil(burst);
+    let mut next = 0;
     for _ in 0..bursts {
-        for c in &mut conns {
-            c.write_all(&msg).context("sending")?;
+        for _ in 0..burst {
+            conns[next % n].write_all(&msg).context("sending")?;
+            next += 1;
         }
-        // Long enough for the readers to drain and go back to sleep (200 publishes/s).
+        // Long enough for the readers to drain and go back to sleep.
         thread::sleep(std::time::Duration::from_millis(5));
     }
-    let cost = per_op(before, (bursts * n) as u64, clock)?;
+    let cost = per_op(before, next as u64, clock)?;
     drop(conns);
     reader
         .join()
@@ -160,44 +176,18 @@ fn deliveries_to_sleepers(args: &Args, clock: ClockTicks) -> Result<(f64, f64)> 
     Ok(cost)
 }
 
-/// 1 `recv` + 1 `send` per round trip on one connection, a blocking client on another thread.
-fn round_trips(args: &Args, clock: ClockTicks) -> Result<(f64, f64)> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("listening on loopback")?;
-    let addr = listener.local_addr()?;
-    let trips = args.messages;
-    let client = thread::spawn(move || -> Result<()> {
-        let mut s = TcpStream::connect(addr)?;
-        s.set_nodelay(true)?;
-        let mut reply = [0u8; 40];
-        for _ in 0..trips {
-            s.write_all(br#"{"action":"ping"}"#)?;
-            s.read_exact(&mut reply)?;
-        }
-        Ok(())
-    });
-    let (mut s, _) = listener.accept().context("accepting")?;
-    s.set_nodelay(true)?;
-    let mut request = [0u8; 17];
-    let reply = [b'p'; 40];
-    let before = thread_ticks()?;
-    for _ in 0..trips {
-        s.read_exact(&mut request).context("reading a ping")?;
-        s.write_all(&reply).context("answering")?;
-    }
-    let cost = per_op(before, trips, clock)?;
-    client
-        .join()
-        .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
-    Ok(cost)
-}
-
 pub async fn run(args: Args) -> Result<Report> {
     let clock = ClockTicks::detect();
     let started = Instant::now();
+    let (sleepers, burst, echo_clients) = (
+        args.sleepers,
+        args.connections.min(args.sleepers),
+        args.echo_clients,
+    );
     let (d, r, w) = tokio::task::spawn_blocking(move || -> Result<_> {
         Ok((
             deliveries(&args, clock)?,
-            round_trips(&args, clock)?,
+            echo::round_trips(args.messages, args.echo_clients as usize, clock)?,
             deliveries_to_sleepers(&args, clock)?,
         ))
     })
@@ -215,19 +205,25 @@ pub async fn run(args: Args) -> Result<Report> {
         "delivery_system_cpu_ms_per_1000": round(d.1, 3),
         "delivery_to_sleepers_cpu_ms_per_1000": round(w.0, 3),
         "delivery_to_sleepers_system_cpu_ms_per_1000": round(w.1, 3),
-        "round_trip_cpu_ms_per_1000": round(r.0, 3),
-        "round_trip_system_cpu_ms_per_1000": round(r.1, 3),
+        "sleepers": sleepers,
+        "burst": burst,
+        "echo_cpu_ms_per_1000": round(r.0, 3),
+        "echo_system_cpu_ms_per_1000": round(r.1, 3),
+        "echo_clients": echo_clients,
         "clk_tck": clock.per_sec,
         "clk_tck_assumed": clock.assumed,
     });
     let summary = format!(
         "floor: one send of a small message to one of many loopback connections: {:.2} ms CPU per 1,000 ({:.0}% kernel)\n\
-         floor: the same sends in bursts to readers that sleep in epoll: {:.2} ms CPU per 1,000 ({:.0}% kernel)\n\
-         floor: one recv + one send round trip: {:.2} ms CPU per 1,000 ({:.0}% kernel)  [{:.1} s]",
+         floor: the same sends in bursts of {} to {} readers that sleep in epoll: {:.2} ms CPU per 1,000 ({:.0}% kernel)\n\
+         floor: one recv + one send round trip, {} clients in epoll: {:.2} ms CPU per 1,000 ({:.0}% kernel)  [{:.1} s]",
         d.0,
         100.0 * d.1 / d.0,
+        burst,
+        sleepers,
         w.0,
         100.0 * w.1 / w.0,
+        echo_clients,
         r.0,
         100.0 * r.1 / r.0,
         started.elapsed().as_secs_f64()

@@ -133,15 +133,30 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn floor_reports_its_three_costs() {
-        let r = run(&["floor", "-m", "20000", "-n", "50"]).await;
+        let r = run(&[
+            "floor",
+            "-m",
+            "20000",
+            "-n",
+            "50",
+            "--sleepers",
+            "300",
+            "--echo-clients",
+            "40",
+        ])
+        .await;
         for figure in [
             "delivery_cpu_ms_per_1000",
             "delivery_to_sleepers_cpu_ms_per_1000",
-            "round_trip_cpu_ms_per_1000",
+            "echo_cpu_ms_per_1000",
         ] {
             let v = r[figure].as_f64().unwrap_or(-1.0);
             assert!(v > 0.0, "{figure} = {v}: {r}");
         }
+        // The sleepers get the fan-out's shape: bursts of -n over all of them.
+        assert_eq!(r["burst"], 50, "{r}");
+        assert_eq!(r["sleepers"], 300, "{r}");
+        assert_eq!(r["echo_clients"], 40, "{r}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
