@@ -10,7 +10,7 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::net::{self, Sources, Ws};
-use crate::procfs::{self, ClockTicks, CpuMeter, CpuUse};
+use crate::procfs::{self, ClockTicks, CpuMeter, CpuUse, StealMeter};
 use crate::target::Target;
 use crate::wire;
 
@@ -60,6 +60,7 @@ impl Server {
                 .then(|| CpuMeter::start(&self.pids, self.clock))
                 .transpose()?,
             loadgen: CpuMeter::start(&[std::process::id()], self.clock)?,
+            steal: StealMeter::start(),
         })
     }
 }
@@ -67,11 +68,14 @@ impl Server {
 pub struct Meters {
     server: Option<CpuMeter>,
     loadgen: CpuMeter,
+    steal: StealMeter,
 }
 
 pub struct CpuReport {
     pub server: Option<CpuUse>,
     pub loadgen: CpuUse,
+    /// Percent of the machine's CPU time the hypervisor took (none outside a VM's /proc/stat).
+    pub steal: Option<f64>,
 }
 
 impl Meters {
@@ -79,6 +83,7 @@ impl Meters {
         Ok(CpuReport {
             server: self.server.as_ref().map(CpuMeter::stop).transpose()?,
             loadgen: self.loadgen.stop()?,
+            steal: self.steal.stop(),
         })
     }
 }
@@ -93,6 +98,7 @@ impl CpuReport {
             "server_cpu_ms_per_1000": server.and_then(|s| s.ms_per_1000(units)).map(|v| procfs::round(v, 3)),
             "server_cores": server.map(|s| procfs::round(s.cores(), 3)),
             "loadgen_cores": procfs::round(self.loadgen.cores(), 3),
+            "steal_percent": self.steal.map(|p| procfs::round(p, 1)),
             "clk_tck": self.loadgen.clock.per_sec,
             "clk_tck_assumed": self.loadgen.clock.assumed,
         })
@@ -100,7 +106,10 @@ impl CpuReport {
 
     /// One line for the summary, e.g. "server CPU 0.41 core, 1.92 ms per 1,000 deliveries".
     pub fn describe(&self, units: u64, what: &str) -> String {
-        let own = format!("loadgen {:.2} core", self.loadgen.cores());
+        let mut own = format!("loadgen {:.2} core", self.loadgen.cores());
+        if let Some(p) = self.steal.filter(|&p| p >= 0.5) {
+            own.push_str(&format!("; the host took {p:.0}% of the CPU time (steal)"));
+        }
         match self.server.as_ref() {
             Some(s) => match s.ms_per_1000(units) {
                 Some(per) => format!(

@@ -559,6 +559,7 @@ mod tests {
             cpu: CpuReport {
                 server: Some(use_),
                 loadgen: use_,
+                steal: Some(12.5),
             },
             broker: None,
         }
@@ -588,5 +589,6 @@ mod tests {
         let j = step(1000, 990, 1000, 100).to_json();
         assert_eq!(j["lost"], 10);
         assert_eq!(j["cpu"]["server_cpu_ms_per_1000"], 101.01);
+        assert_eq!(j["cpu"]["steal_percent"], 12.5);
     }
 }

@@ -161,6 +161,47 @@ impl CpuMeter {
     }
 }
 
+/// The share of the machine's CPU time the hypervisor gave to others while this VM had work
+/// ("steal", from the first line of /proc/stat) over a window. On a shared host it delays
+/// every wake-up, so latency figures are to be read with it.
+pub struct StealMeter {
+    start: Option<(u64, u64)>,
+}
+
+impl StealMeter {
+    pub fn start() -> Self {
+        StealMeter {
+            start: machine_ticks(),
+        }
+    }
+
+    /// Percent of the window's CPU time stolen; `None` where /proc/stat has no such figure.
+    pub fn stop(&self) -> Option<f64> {
+        let (steal0, total0) = self.start?;
+        let (steal1, total1) = machine_ticks()?;
+        let total = total1.checked_sub(total0).filter(|&t| t > 0)?;
+        Some(100.0 * steal1.saturating_sub(steal0) as f64 / total as f64)
+    }
+}
+
+/// (steal, total) ticks of all CPUs.
+fn machine_ticks() -> Option<(u64, u64)> {
+    parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The `cpu` line: user nice system idle iowait irq softirq steal [guest guest_nice]; guest
+/// time is already counted in user and nice, so the total is the first eight.
+fn parse_proc_stat(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    (fields.len() == 8).then(|| (fields[7], fields.iter().sum()))
+}
+
 /// Round to `digits` decimals for the JSON report.
 pub fn round(x: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);
@@ -170,6 +211,18 @@ pub fn round(x: f64, digits: i32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_steal_and_the_total_from_the_cpu_line() {
+        let stat = "cpu  275529 0 51926 182366 1370 0 13089 8399 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        assert_eq!(
+            parse_proc_stat(stat),
+            Some((8399, 275529 + 51926 + 182366 + 1370 + 13089 + 8399))
+        );
+        // An older kernel without the steal field: no figure rather than a wrong one.
+        assert_eq!(parse_proc_stat("cpu  1 2 3 4 5 6 7\n"), None);
+        assert_eq!(parse_proc_stat("intr 1 2\n"), None);
+    }
 
     #[test]
     fn parses_stat_with_spaces_and_parens_in_the_name() {
