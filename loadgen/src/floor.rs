@@ -24,7 +24,7 @@ use anyhow::{Context, Result, bail};
 use clap::value_parser;
 use serde_json::json;
 
-use crate::common::Report;
+use crate::common::{self, Report};
 use crate::procfs::{ClockTicks, round};
 
 #[derive(clap::Args, Debug)]
@@ -178,6 +178,9 @@ fn deliveries_to_sleepers(args: &Args, clock: ClockTicks) -> Result<(f64, f64)> 
 
 pub async fn run(args: Args) -> Result<Report> {
     let clock = ClockTicks::detect();
+    // Both ends of every connection of the largest test are in this process.
+    let widest = args.connections.max(args.sleepers).max(args.echo_clients);
+    common::ensure_fds(2 * widest)?;
     let started = Instant::now();
     let (sleepers, burst, echo_clients) = (
         args.sleepers,
