@@ -48,31 +48,18 @@ pub fn round_trips(trips: u64, clients: usize, clock: ClockTicks) -> Result<(f64
         for ev in events.iter() {
             let i = ev.token().0;
             let Some(s) = socks[i].as_mut() else { continue };
-            loop {
-                let n = match s.read(&mut buf) {
-                    Ok(0) => {
-                        socks[i] = None;
-                        open -= 1;
-                        break;
-                    }
-                    Ok(n) => n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e).context("reading a request"),
-                };
-                partial[i] += n;
-                while partial[i] >= REQUEST.len() {
-                    partial[i] -= REQUEST.len();
-                    s.write_all(&REPLY).context("answering")?;
-                    answered += 1;
-                    if answered == trips {
-                        cost = Some(per_op(before, trips, clock)?);
-                    }
+            let got = read_records(s, &mut buf, &mut partial[i], REQUEST.len())
+                .context("reading a request")?;
+            for _ in 0..got.whole {
+                s.write_all(&REPLY).context("answering")?;
+                answered += 1;
+                if answered == trips {
+                    cost = Some(per_op(before, trips, clock)?);
                 }
-                // A read that did not fill the buffer emptied the socket (as tokio assumes):
-                // no second `recv` to hear EAGAIN.
-                if n < buf.len() {
-                    break;
-                }
+            }
+            if got.closed {
+                socks[i] = None;
+                open -= 1;
             }
         }
     }
@@ -114,27 +101,58 @@ fn run_clients(addr: SocketAddr, clients: usize, trips: u64) -> Result<()> {
         poll.poll(&mut events, None)?;
         for ev in events.iter() {
             let i = ev.token().0;
-            loop {
-                let n = match socks[i].read(&mut buf) {
-                    Ok(0) => bail!("the echo server closed a connection early"),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e.into()),
-                };
-                partial[i] += n;
-                while partial[i] >= REPLY.len() {
-                    partial[i] -= REPLY.len();
-                    received += 1;
-                    if sent < trips {
-                        socks[i].write_all(REQUEST)?;
-                        sent += 1;
-                    }
+            let got = read_records(&mut socks[i], &mut buf, &mut partial[i], REPLY.len())?;
+            for _ in 0..got.whole {
+                received += 1;
+                if sent < trips {
+                    socks[i].write_all(REQUEST)?;
+                    sent += 1;
                 }
-                if n < buf.len() {
-                    break;
-                }
+            }
+            if got.closed && received < trips {
+                bail!("the echo server closed a connection early");
             }
         }
     }
     Ok(())
+}
+
+/// What one readable event brought.
+struct Records {
+    /// Records of the given length completed by these reads.
+    whole: usize,
+    /// The peer closed the connection.
+    closed: bool,
+}
+
+/// Reads what `s` has and counts the records of `len` bytes it completed (`partial` carries a
+/// record's start over to the next event). A read that does not fill the buffer emptied the
+/// socket (as tokio assumes): no second `recv` to hear EAGAIN.
+fn read_records(
+    s: &mut TcpStream,
+    buf: &mut [u8],
+    partial: &mut usize,
+    len: usize,
+) -> std::io::Result<Records> {
+    let mut got = Records {
+        whole: 0,
+        closed: false,
+    };
+    loop {
+        let n = match s.read(buf) {
+            Ok(0) => {
+                got.closed = true;
+                return Ok(got);
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(got),
+            Err(e) => return Err(e),
+        };
+        *partial += n;
+        got.whole += *partial / len;
+        *partial %= len;
+        if n < buf.len() {
+            return Ok(got);
+        }
+    }
 }
